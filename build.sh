@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# GCMA package entry point.
+#
+#   ./build.sh            set up, build everything, boot the emulated target,
+#                         run the default on-target program, print the results
+#   ./build.sh test       set up, build, run the whole test suite
+#   ./build.sh setup      only install what is needed (idempotent)
+#   ./build.sh gcma ARGS  the gcma CLI from the project's venv
+#
+# Needs Debian 12 (bookworm). Installs apt packages (with sudo when not root),
+# adds the arm64 foreign architecture for the guest's packages, and makes a
+# venv under out/ with this project installed. Outputs: out/ (or $GCMA_OUT).
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "$0")")"
+OUT=${GCMA_OUT:-$PWD/out}
+VENV=$OUT/venv
+
+APT_PACKAGES=(
+	# kernel build
+	make gcc bc flex bison libelf-dev libssl-dev cpio xz-utils kmod rsync ccache
+	gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu linux-source-6.12
+	# device tree, emulated target, root filesystem
+	device-tree-compiler qemu-system-arm e2fsprogs erofs-utils openssh-client
+	# the venv
+	python3 python3-venv
+)
+
+log() { printf '%s\n' "build.sh: $*" >&2; }
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+setup_apt() {
+	local missing=() pkg
+	for pkg in "${APT_PACKAGES[@]}"; do
+		case $pkg in \#*) continue ;; esac
+		dpkg-query -W -f '${Status}\n' "$pkg" 2>/dev/null | grep -q '^install ok installed' ||
+			missing+=("$pkg")
+	done
+	local need_arch=0
+	dpkg --print-foreign-architectures | grep -qx arm64 || need_arch=1
+	if [ ${#missing[@]} -eq 0 ] && [ $need_arch -eq 0 ]; then
+		return
+	fi
+	if [ $need_arch -eq 1 ]; then
+		log "+ dpkg --add-architecture arm64"
+		as_root dpkg --add-architecture arm64
+	fi
+	log "+ apt-get update"
+	as_root apt-get update -q
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "+ apt-get install -y ${missing[*]}"
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	fi
+}
+
+setup_venv() {
+	local stamp=$VENV/.gcma-installed want
+	want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+	if [ -x "$VENV/bin/gcma" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+		return
+	fi
+	log "+ python3 -m venv $VENV"
+	python3 -m venv "$VENV"
+	log "+ $VENV/bin/pip install -e .[test]"
+	"$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test]"
+	echo "$want" >"$stamp"
+}
+
+setup() {
+	setup_apt
+	setup_venv
+}
+
+cmd=${1:-run}
+[ $# -gt 0 ] && shift
+case $cmd in
+setup)
+	setup
+	;;
+run)
+	setup
+	exec "$VENV/bin/gcma" run "$@"
+	;;
+test)
+	setup
+	"$VENV/bin/gcma" build
+	log "+ ruff check host_tools tests"
+	"$VENV/bin/ruff" check host_tools tests
+	log "+ pytest $*"
+	exec "$VENV/bin/pytest" "$@"
+	;;
+gcma)
+	setup
+	exec "$VENV/bin/gcma" "$@"
+	;;
+-h | --help | help)
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+	;;
+*)
+	echo "build.sh: unknown command '$cmd' (try: ./build.sh help)" >&2
+	exit 2
+	;;
+esac

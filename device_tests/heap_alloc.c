@@ -1,0 +1,213 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * heap_alloc - allocate, map, check and free DMA-BUF heap buffers.
+ *
+ * For each heap named (or every heap in /dev/dma_heap with -a): COUNT times,
+ * DMA_HEAP_IOCTL_ALLOC a buffer of SIZE bytes (timed), mmap it, check that it
+ * arrives zeroed, write and read back a pattern inside DMA_BUF_IOCTL_SYNC
+ * brackets, then free it. Prints one key=value summary line per heap and
+ * exits non-zero if any step failed on any heap.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/dma-buf.h>
+#include <linux/dma-heap.h>
+
+#define HEAP_DIR "/dev/dma_heap"
+#define MAX_COUNT 100000
+
+struct heap_result {
+	unsigned int ok, alloc_fail, map_fail, not_zero, bad_data;
+	uint64_t *lat_us;
+};
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int sync_buf(int fd, uint64_t flags)
+{
+	struct dma_buf_sync sync = { .flags = flags };
+
+	return ioctl(fd, DMA_BUF_IOCTL_SYNC, &sync);
+}
+
+/* One allocation: returns 0 or the failing step's counter to bump. */
+static unsigned int *one_buffer(int heap_fd, size_t size, unsigned int iter,
+				struct heap_result *res, uint64_t *lat)
+{
+	struct dma_heap_allocation_data data = {
+		.len = size,
+		.fd_flags = O_RDWR | O_CLOEXEC,
+	};
+	unsigned int *failed = NULL;
+	uint64_t t0;
+	uint32_t *p;
+	size_t i, n = size / sizeof(*p);
+
+	t0 = now_us();
+	if (ioctl(heap_fd, DMA_HEAP_IOCTL_ALLOC, &data) < 0)
+		return &res->alloc_fail;
+	*lat = now_us() - t0;
+
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, data.fd, 0);
+	if (p == MAP_FAILED) {
+		failed = &res->map_fail;
+		goto close_fd;
+	}
+	if (sync_buf(data.fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW)) {
+		failed = &res->map_fail;
+		goto unmap;
+	}
+	for (i = 0; i < n; i++) {
+		if (p[i]) {
+			failed = &res->not_zero;
+			break;
+		}
+	}
+	for (i = 0; i < n; i++)
+		p[i] = (uint32_t)(i * 2654435761u) ^ iter;
+	for (i = 0; i < n && !failed; i++) {
+		if (p[i] != ((uint32_t)(i * 2654435761u) ^ iter))
+			failed = &res->bad_data;
+	}
+	if (sync_buf(data.fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW) && !failed)
+		failed = &res->map_fail;
+unmap:
+	munmap(p, size);
+close_fd:
+	close(data.fd);
+	return failed;
+}
+
+static int run_heap(const char *name, size_t size, unsigned int count)
+{
+	struct heap_result res = { 0 };
+	char path[512];
+	unsigned int i, failures;
+	int fd;
+
+	snprintf(path, sizeof(path), HEAP_DIR "/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		printf("heap=%s error=open:%s\n", name, strerror(errno));
+		return 1;
+	}
+	res.lat_us = calloc(count, sizeof(*res.lat_us));
+	if (!res.lat_us) {
+		close(fd);
+		return 1;
+	}
+	for (i = 0; i < count; i++) {
+		unsigned int *failed = one_buffer(fd, size, i, &res, &res.lat_us[res.ok]);
+
+		if (failed)
+			(*failed)++;
+		else
+			res.ok++;
+	}
+	close(fd);
+	failures = res.alloc_fail + res.map_fail + res.not_zero + res.bad_data;
+	qsort(res.lat_us, res.ok, sizeof(*res.lat_us), cmp_u64);
+	printf("heap=%s size=%zu count=%u ok=%u alloc_fail=%u map_fail=%u not_zero=%u bad_data=%u",
+	       name, size, count, res.ok, res.alloc_fail, res.map_fail, res.not_zero,
+	       res.bad_data);
+	if (res.ok)
+		printf(" p50_us=%llu p99_us=%llu max_us=%llu",
+		       (unsigned long long)res.lat_us[(res.ok - 1) / 2],
+		       (unsigned long long)res.lat_us[(res.ok * 99 + 99) / 100 - 1],
+		       (unsigned long long)res.lat_us[res.ok - 1]);
+	printf("\n");
+	free(res.lat_us);
+	return failures ? 1 : 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] (-a | HEAP...)\n");
+	exit(2);
+}
+
+static size_t parse_size(const char *arg)
+{
+	char *end;
+	unsigned long long v = strtoull(arg, &end, 0);
+
+	if (end == arg)
+		usage();
+	if (*end == 'K' || *end == 'k')
+		v <<= 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		v <<= 20, end++;
+	if (*end || !v)
+		usage();
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	size_t size = 1 << 20;
+	unsigned long count = 10;
+	int opt, all = 0, rc = 0;
+
+	while ((opt = getopt(argc, argv, "s:n:a")) != -1) {
+		switch (opt) {
+		case 's':
+			size = parse_size(optarg);
+			break;
+		case 'n':
+			count = strtoul(optarg, NULL, 0);
+			if (!count || count > MAX_COUNT)
+				usage();
+			break;
+		case 'a':
+			all = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (size % sizeof(uint32_t))
+		usage();
+	if (all) {
+		struct dirent **names;
+		int i, n = scandir(HEAP_DIR, &names, NULL, alphasort);
+
+		if (n < 0) {
+			printf("error=scandir:%s\n", strerror(errno));
+			return 1;
+		}
+		for (i = 0; i < n; i++) {
+			if (names[i]->d_name[0] != '.')
+				rc |= run_heap(names[i]->d_name, size, count);
+			free(names[i]);
+		}
+		free(names);
+		return rc;
+	}
+	if (optind >= argc)
+		usage();
+	for (; optind < argc; optind++)
+		rc |= run_heap(argv[optind], size, count);
+	return rc;
+}

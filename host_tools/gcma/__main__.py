@@ -1,0 +1,3 @@
+from gcma.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,227 @@
+"""The ``gcma`` command: argparse sub-commands, each a thin handler."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gcma import __version__, dt, kernel, modules, paths, pipeline, rootfs, runner
+from gcma.errors import GcmaError, UserError
+from gcma.machine import VIRT
+from gcma.target import EmulatedTarget
+from gcma.toolchain import Toolchain
+
+
+class _Parser(argparse.ArgumentParser):
+    """One-line usage errors, exit code 2 (the user-error code)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _toolchain(args: argparse.Namespace) -> Toolchain:
+    kwargs: dict[str, object] = {"use_ccache": not args.no_ccache}
+    if args.jobs:
+        kwargs["jobs"] = args.jobs
+    return Toolchain(**kwargs)  # type: ignore[arg-type]
+
+
+def cmd_kernel_build(args: argparse.Namespace) -> int:
+    meta = kernel.build(args.source, tc=_toolchain(args))
+    print(json.dumps({k: meta[k] for k in ("kernel", "durations_s")}, indent=2))
+    return 0
+
+
+def cmd_modules_build(args: argparse.Namespace) -> int:
+    manifest = modules.build(args.src, args.kdir)
+    if args.symbol_list:
+        problems = modules.check_symbol_list(manifest, args.symbol_list)
+        if problems:
+            raise UserError("imports outside the symbol list:\n  " + "\n  ".join(problems))
+    print(modules.dist_dir(args.src))
+    return 0
+
+
+def cmd_dtb_build(args: argparse.Namespace) -> int:
+    print(dt.build(VIRT, args.overlay or None, args.name))
+    return 0
+
+
+def cmd_rootfs_build(args: argparse.Namespace) -> int:
+    print(rootfs.build_initramfs(modules.dist_dir()))
+    print(rootfs.build_data_disk())
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    durations = pipeline.build_all(_toolchain(args))
+    print(" ".join(f"{k}={v:.1f}s" for k, v in durations.items()))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if not args.no_build:
+        pipeline.build_all(_toolchain(args))
+    pipeline.run_default(args.name, timeout=args.timeout)
+    return 0
+
+
+def cmd_target_start(args: argparse.Namespace) -> int:
+    EmulatedTarget(args.name).start(timeout=args.timeout, extra_cmdline=args.append).close()
+    return 0
+
+
+def cmd_target_stop(args: argparse.Namespace) -> int:
+    if not EmulatedTarget(args.name).stop():
+        runner.info(f"target {args.name} was not running")
+    return 0
+
+
+def cmd_target_status(args: argparse.Namespace) -> int:
+    state = EmulatedTarget(args.name).state()
+    if state is None:
+        print(f"{args.name}: stopped")
+        return 1
+    print(f"{args.name}: running pid={state['pid']} ssh=127.0.0.1:{state['ssh_port']}")
+    return 0
+
+
+def cmd_target_shell(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UserError("no command given (gcma target shell -- CMD...)")
+    with EmulatedTarget(args.name).transport() as t:
+        res = t.run(" ".join(command), timeout=args.timeout)
+    sys.stdout.write(res.stdout)
+    sys.stderr.write(res.stderr)
+    return res.exit_status
+
+
+def cmd_target_push(args: argparse.Namespace) -> int:
+    if not args.local.is_file():
+        raise UserError(f"no such file: {args.local}")
+    with EmulatedTarget(args.name).transport() as t:
+        t.push(args.local, args.remote)
+    return 0
+
+
+def cmd_target_pull(args: argparse.Namespace) -> int:
+    with EmulatedTarget(args.name).transport() as t:
+        t.pull(args.remote, args.local)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gcma", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"gcma {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def build_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-j", "--jobs", type=_positive_int, help="parallel jobs (default: cores)")
+        p.add_argument("--no-ccache", action="store_true", help="compile without ccache")
+
+    def target_opt(p: argparse.ArgumentParser, default: str = "default") -> None:
+        p.add_argument("--name", default=default, help=f"target name (default: {default})")
+
+    k = sub.add_parser("kernel", help="the GKI-equivalent kernel").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    p = k.add_parser("build", help="unpack, patch, configure and build the kernel")
+    p.add_argument("--source", type=Path, default=kernel.DEFAULT_TARBALL,
+                   help=f"kernel source tarball (default: {kernel.DEFAULT_TARBALL})")
+    build_opts(p)
+    p.set_defaults(func=cmd_kernel_build)
+
+    m = sub.add_parser("modules", help="out-of-tree vendor modules").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    p = m.add_parser("build", help="build modules against a kernel tree")
+    p.add_argument("--src", type=Path, default=paths.PROJECT / "vendor_modules",
+                   help="module source folder with a Kbuild file (default: vendor_modules)")
+    p.add_argument("--kdir", type=Path, default=None,
+                   help="built kernel tree to build against (default: ours)")
+    p.add_argument("--symbol-list", type=Path,
+                   help="KMI symbol list (abi_gki format) every kernel import must be in")
+    p.set_defaults(func=cmd_modules_build)
+
+    d = sub.add_parser("dtb", help="device tree of the emulated target").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    p = d.add_parser("build", help="QEMU's DTB plus our overlays")
+    p.add_argument("--overlay", type=Path, action="append",
+                   help="overlay source (.dtso), repeatable (default: dts/virt-gcma.dtso)")
+    p.add_argument("--name", default="virt-gcma", help="output name (default: virt-gcma)")
+    p.set_defaults(func=cmd_dtb_build)
+
+    r = sub.add_parser("rootfs", help="initramfs and data disk").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    p = r.add_parser("build", help="build the initramfs and the ext4 data disk")
+    p.set_defaults(func=cmd_rootfs_build)
+
+    p = sub.add_parser("build", help="kernel, modules, DTB and root filesystem")
+    build_opts(p)
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("run", help="build, boot, run the default on-target program, report")
+    build_opts(p)
+    target_opt(p, "main")
+    p.add_argument("--no-build", action="store_true", help="use what is built")
+    p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+    p.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("target", help="the emulated target").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    p = t.add_parser("start", help="boot in the background and wait until ready")
+    target_opt(p)
+    p.add_argument("--timeout", type=_positive_int, default=180, help="seconds (default 180)")
+    p.add_argument("--append", default="", help="extra kernel command line")
+    p.set_defaults(func=cmd_target_start)
+    p = t.add_parser("stop", help="power off")
+    target_opt(p)
+    p.set_defaults(func=cmd_target_stop)
+    p = t.add_parser("status", help="running or not (exit 1 when stopped)")
+    target_opt(p)
+    p.set_defaults(func=cmd_target_status)
+    p = t.add_parser("shell", help="run a command; exits with its status")
+    target_opt(p)
+    p.add_argument("--timeout", type=_positive_int, default=None, help="seconds")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD...")
+    p.set_defaults(func=cmd_target_shell)
+    p = t.add_parser("push", help="copy a file to the target")
+    target_opt(p)
+    p.add_argument("local", type=Path)
+    p.add_argument("remote")
+    p.set_defaults(func=cmd_target_push)
+    p = t.add_parser("pull", help="copy a file from the target")
+    target_opt(p)
+    p.add_argument("remote")
+    p.add_argument("local", type=Path)
+    p.set_defaults(func=cmd_target_pull)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runner.set_quiet(args.quiet)
+    try:
+        return int(args.func(args))
+    except GcmaError as exc:
+        text = str(exc)
+        first, _, rest = text.partition("\n")
+        print(f"gcma: error: {first}", file=sys.stderr)
+        if rest:
+            print(rest, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gcma: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,123 @@
+"""The emulated target's device tree: QEMU's own DTB plus our overlays.
+
+QEMU generates the virt board's DT from the machine options; we dump it for
+exactly the options we boot with, compile our nodes (``dts/*.dtso``) as
+overlays with dtc warnings treated as errors, apply them with fdtoverlay, and
+check that every reserved region lies inside the machine's RAM (a region
+outside RAM crashes the kernel before the console is up).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from gcma import paths, runner
+from gcma.errors import UserError
+from gcma.machine import Machine
+
+#: QEMU virt puts RAM at 1 GiB.
+VIRT_RAM_BASE = 0x40000000
+DEFAULT_OVERLAYS = ("virt-gcma.dtso",)
+
+#: An overlay fragment that targets "/" must restate the root's cell sizes for
+#: dtc to check the nodes below, and dtc then flags them as unnecessary on the
+#: fragment itself. That one check is off; every other warning is an error.
+DTC_FLAGS = ("-W", "no-avoid_unnecessary_addr_size", "-@")
+
+
+def dt_dir() -> Path:
+    return paths.out_dir() / "dt"
+
+
+def compile_overlay(source: Path, dest: Path, log: Path) -> None:
+    """dtc with every warning fatal: our nodes must be clean."""
+    if not source.is_file():
+        raise UserError(f"device-tree overlay not found: {source}")
+    res = runner.run(["dtc", *DTC_FLAGS, "-I", "dts", "-O", "dtb", "-o", dest, source],
+                     log=log, check=False, capture=True)
+    messages = [ln for ln in res.output.splitlines() if ln.strip()]
+    if res.returncode != 0 or messages:
+        dest.unlink(missing_ok=True)
+        raise UserError(f"dtc rejected {source} (warnings are errors):\n  "
+                        + "\n  ".join(messages or [f"exit code {res.returncode}"]))
+
+
+def _cells(dtb: Path, node: str, prop: str) -> list[int] | None:
+    res = runner.run(["fdtget", "-t", "x", dtb, node, prop], check=False, capture=True)
+    if res.returncode != 0:
+        return None
+    return [int(v, 16) for v in res.output.split()]
+
+
+def _ranges(cells: list[int]) -> list[tuple[int, int]]:
+    """(start, size) pairs from 2-cell address, 2-cell size values."""
+    out = []
+    for i in range(0, len(cells) - 3, 4):
+        out.append(((cells[i] << 32) | cells[i + 1], (cells[i + 2] << 32) | cells[i + 3]))
+    return out
+
+
+def reserved_regions(dtb: Path) -> dict[str, list[tuple[int, int]]]:
+    """Each /reserved-memory child's static (reg) or allowed (alloc-ranges) ranges."""
+    res = runner.run(["fdtget", "-l", dtb, "/reserved-memory"], check=False, capture=True)
+    if res.returncode != 0:
+        return {}
+    regions = {}
+    for child in res.output.split():
+        node = f"/reserved-memory/{child}"
+        cells = _cells(dtb, node, "reg") or _cells(dtb, node, "alloc-ranges") or []
+        regions[child] = _ranges(cells)
+    return regions
+
+
+def check_inside_ram(regions: dict[str, list[tuple[int, int]]], machine: Machine) -> list[str]:
+    ram_end = VIRT_RAM_BASE + machine.memory_mib * 1024 * 1024
+    problems = []
+    for name, ranges in regions.items():
+        for start, size in ranges:
+            if start < VIRT_RAM_BASE or start + size > ram_end:
+                problems.append(f"/reserved-memory/{name}: {start:#x}+{size:#x} lies outside "
+                                f"RAM {VIRT_RAM_BASE:#x}-{ram_end - 1:#x} "
+                                f"(-m {machine.memory_mib})")
+    return problems
+
+
+def build(machine: Machine, overlays: list[Path] | None = None,
+          name: str = "virt-gcma") -> Path:
+    """Dump, overlay, check; returns the DTB path (with a .json of its machine)."""
+    out = dt_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    log = paths.logs_dir() / f"dt-{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    if overlays is None:
+        overlays = [paths.PROJECT / "dts" / o for o in DEFAULT_OVERLAYS]
+    base = out / f"virt-base-{machine.fingerprint()}.dtb"
+    if not base.exists():
+        runner.run(machine.dumpdtb_args(str(base)), log=log)
+    dtbos = []
+    for overlay in overlays:
+        dtbo = out / (overlay.stem + ".dtbo")
+        compile_overlay(overlay, dtbo, log)
+        dtbos.append(dtbo)
+    dtb = out / f"{name}.dtb"
+    runner.run(["fdtoverlay", "-i", base, "-o", dtb, *dtbos], log=log)
+    problems = check_inside_ram(reserved_regions(dtb), machine)
+    if problems:
+        raise UserError("reserved memory outside the target's RAM:\n  " + "\n  ".join(problems))
+    # A readable copy for people; QEMU's own nodes make dtc warn here, harmlessly.
+    runner.run(["dtc", "-q", "-I", "dtb", "-O", "dts", "-o", out / f"{name}.dts", dtb], log=log)
+    (out / f"{name}.json").write_text(json.dumps(
+        {"machine": asdict(machine), "fingerprint": machine.fingerprint(),
+         "overlays": [str(o) for o in overlays]}, indent=2) + "\n")
+    runner.info(f"dtb: {dtb}")
+    return dtb
+
+
+def machine_of(dtb: Path) -> dict[str, object]:
+    sidecar = dtb.with_suffix(".json")
+    if not sidecar.exists():
+        raise UserError(f"{dtb}: no {sidecar.name}; build it with 'gcma dtb build'")
+    return dict(json.loads(sidecar.read_text()))

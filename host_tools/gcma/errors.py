@@ -1,0 +1,55 @@
+"""Exception families and the exit codes they map to.
+
+A user error is something the person running the tool can fix by changing
+what they asked for or what they gave us (a bad argument, a patch that no
+longer applies, a config symbol that does not stick). An infrastructure error
+is the machine or an external tool failing underneath us (a compiler crash,
+QEMU not booting, ssh not answering). Scripts and CI tell them apart by the
+exit code.
+"""
+
+import shlex
+
+
+class GcmaError(Exception):
+    """Base class: every error the tool reports without a traceback."""
+
+    exit_code = 1
+
+
+class UserError(GcmaError):
+    """Bad input: arguments, files, patches or config fragments."""
+
+    exit_code = 2
+
+
+class InfraError(GcmaError):
+    """The environment failed: a tool, a build, the target."""
+
+    exit_code = 3
+
+
+class CommandFailed(InfraError):
+    """An external command exited non-zero."""
+
+    def __init__(self, argv: list[str], returncode: int, log: str | None = None,
+                 tail: str = "") -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.log = log
+        self.tail = tail
+        where = f" (log: {log})" if log else ""
+        msg = f"command failed with exit code {returncode}{where}: {shlex.join(argv)}"
+        if tail:
+            msg += "\n" + tail
+        super().__init__(msg)
+
+
+class TargetError(InfraError):
+    """The target did not boot, crashed, or cannot be reached."""
+
+
+class CheckFailed(GcmaError):
+    """Everything ran, and a result is wrong (a failed allocation, bad data)."""
+
+    exit_code = 4

@@ -1,0 +1,232 @@
+"""Build the GKI-equivalent kernel for the emulated target.
+
+Steps, each skipped when its inputs have not changed:
+unpack Debian's linux-source tarball -> apply gki/patches/series ->
+merge gki/configs/*.config onto allnoconfig -> olddefconfig -> verify every
+requested symbol -> make Image modules (ccache) -> metadata.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gcma import kconfig, patches, paths, runner
+from gcma.errors import UserError
+from gcma.toolchain import Toolchain
+
+DEBIAN_PACKAGE = "linux-source-6.12"
+DEFAULT_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
+SOURCE_STAMP = ".gcma-source.json"
+CONFIG_STAMP = ".gcma-config-inputs"
+
+
+@dataclass(frozen=True)
+class KernelPaths:
+    root: Path
+
+    @property
+    def src_parent(self) -> Path:
+        return self.root / "src"
+
+    @property
+    def build(self) -> Path:
+        return self.root / "build"
+
+    @property
+    def image(self) -> Path:
+        return self.build / "arch" / "arm64" / "boot" / "Image"
+
+    @property
+    def metadata(self) -> Path:
+        return self.root / "metadata.json"
+
+    @property
+    def log(self) -> Path:
+        return paths.logs_dir() / "kernel-build.log"
+
+
+def kernel_paths() -> KernelPaths:
+    return KernelPaths(paths.out_dir() / "kernel")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def debian_package_version(tarball: Path) -> str | None:
+    """Version of the Debian package that owns ``tarball``, if one does."""
+    try:
+        owner = runner.output(["dpkg-query", "-S", str(tarball)]).split(":")[0]
+        return runner.output(["dpkg-query", "-W", "-f", "${Version}", owner])
+    except Exception:  # noqa: BLE001 - not from a package: nothing to record
+        return None
+
+
+def tree_version(tree: Path) -> str:
+    """6.12.117 and the like, from the top Makefile."""
+    fields = {}
+    for line in (tree / "Makefile").read_text().splitlines()[:10]:
+        if m := re.match(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)\s*=\s*(\S*)", line):
+            fields[m.group(1)] = m.group(2)
+    version = f"{fields['VERSION']}.{fields['PATCHLEVEL']}"
+    if fields.get("SUBLEVEL", "0") != "0":
+        version += f".{fields['SUBLEVEL']}"
+    return version + fields.get("EXTRAVERSION", "")
+
+
+def find_tree(kp: KernelPaths) -> Path | None:
+    stamp = kp.src_parent / SOURCE_STAMP
+    if not stamp.exists():
+        return None
+    tree = kp.src_parent / json.loads(stamp.read_text())["dir"]
+    return tree if tree.is_dir() else None
+
+
+def unpack(tarball: Path, kp: KernelPaths, log: Path) -> Path:
+    """Unpack ``tarball`` unless the same one is unpacked already."""
+    if not tarball.is_file():
+        hint = (f" (install {DEBIAN_PACKAGE}: ./build.sh setup)"
+                if tarball == DEFAULT_TARBALL else "")
+        raise UserError(f"kernel source not found: {tarball}{hint}")
+    st = tarball.stat()
+    identity = {"tarball": str(tarball), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    stamp = kp.src_parent / SOURCE_STAMP
+    if stamp.exists():
+        recorded = json.loads(stamp.read_text())
+        tree = kp.src_parent / recorded["dir"]
+        if {k: recorded.get(k) for k in identity} == identity and tree.is_dir():
+            return tree
+    if kp.src_parent.exists():
+        runner.info(f"removing the old kernel tree under {kp.src_parent}")
+        shutil.rmtree(kp.src_parent)
+    tmp = kp.src_parent / ".unpack"
+    tmp.mkdir(parents=True)
+    runner.run(["tar", "-xf", tarball, "-C", tmp], log=log, progress="unpack")
+    tops = list(tmp.iterdir())
+    if len(tops) != 1 or not tops[0].is_dir():
+        raise UserError(f"{tarball}: expected one top-level folder, found {len(tops)}")
+    tree = kp.src_parent / tops[0].name
+    tops[0].rename(tree)
+    tmp.rmdir()
+    stamp.write_text(json.dumps({**identity, "dir": tree.name}, indent=1) + "\n")
+    return tree
+
+
+def _config_inputs(fragments: list[Path], series: list[patches.Patch], version: str,
+                   tc: Toolchain) -> str:
+    digest = hashlib.sha256()
+    digest.update(version.encode())
+    digest.update(" ".join(tc.make_vars()).encode())
+    for frag in fragments:
+        digest.update(frag.name.encode() + b"\0" + frag.read_bytes())
+    for patch in series:
+        digest.update(patch.name.encode() + patch.sha256.encode())
+    return digest.hexdigest()
+
+
+def configure(tree: Path, kp: KernelPaths, fragments: list[Path],
+              series: list[patches.Patch], version: str, tc: Toolchain, log: Path) -> None:
+    """allnoconfig + fragments (merge_config.sh -n), olddefconfig, then verify."""
+    if not fragments:
+        raise UserError("no config fragments given")
+    requests = kconfig.parse_fragments(fragments)
+    inputs = _config_inputs(fragments, series, version, tc)
+    stamp = kp.build / CONFIG_STAMP
+    dotconfig = kp.build / ".config"
+    if not (dotconfig.exists() and stamp.exists() and stamp.read_text().strip() == inputs):
+        kp.build.mkdir(parents=True, exist_ok=True)
+        runner.run([tree / "scripts/kconfig/merge_config.sh", "-n", "-O", kp.build,
+                    *fragments], cwd=tree, env=tc.env(), log=log)
+        runner.run(["make", "-C", tree, f"O={kp.build}", *tc.make_vars(), "olddefconfig"],
+                   env=tc.env(), log=log)
+        stamp.write_text(inputs + "\n")
+    problems = kconfig.verify(requests, kconfig.read_dotconfig(dotconfig))
+    if problems:
+        stamp.unlink(missing_ok=True)
+        raise UserError("config symbols did not get the requested value "
+                        "(a dependency is missing?):\n  " + "\n  ".join(problems))
+
+
+def build(tarball: Path = DEFAULT_TARBALL, *, patch_dir: Path | None = None,
+          config_dir: Path | None = None, tc: Toolchain | None = None) -> dict[str, object]:
+    """The whole kernel pipeline; returns the metadata it writes."""
+    tc = tc or Toolchain()
+    kp = kernel_paths()
+    patch_dir = patch_dir or paths.PROJECT / "gki" / "patches"
+    config_dir = config_dir or paths.PROJECT / "gki" / "configs"
+    fragments = sorted(config_dir.glob("*.config"))
+    log = kp.log
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    start_history = len(runner.history)
+    durations: dict[str, float] = {}
+
+    t = time.monotonic()
+    series = patches.read_series(patch_dir)
+    tree = unpack(tarball, kp, log)
+    durations["unpack"] = time.monotonic() - t
+    version = tree_version(tree)
+    package_version = debian_package_version(tarball)
+    runner.info(f"kernel: Linux {version}"
+                + (f" ({DEBIAN_PACKAGE} {package_version})" if package_version else ""))
+
+    t = time.monotonic()
+    patches.sync(tree, series, f"{version}" + (f" ({DEBIAN_PACKAGE} {package_version})"
+                                               if package_version else ""), log)
+    durations["patch"] = time.monotonic() - t
+
+    t = time.monotonic()
+    configure(tree, kp, fragments, series, version, tc, log)
+    durations["config"] = time.monotonic() - t
+
+    t = time.monotonic()
+    runner.info(f"kernel: building Image and modules, log in {log}")
+    runner.run(["make", "-C", tree, f"O={kp.build}", *tc.make_vars(), f"-j{tc.jobs}",
+                "Image", "modules"], env=tc.env(), log=log, progress="kernel")
+    durations["build"] = time.monotonic() - t
+
+    release = (kp.build / "include/config/kernel.release").read_text().strip()
+    uts = (kp.build / "include/generated/utsversion.h").read_text()
+    uts_version = re.search(r'UTS_VERSION "([^"]*)"', uts)
+    metadata: dict[str, object] = {
+        "source": {
+            "tarball": str(tarball),
+            "sha256": _sha256(tarball),
+            "package": DEBIAN_PACKAGE if package_version else None,
+            "package_version": package_version,
+            "kernel_version": version,
+            "tree": str(tree),
+        },
+        "patches": [{"name": p.name, "sha256": p.sha256} for p in series],
+        "config": {
+            "fragments": [{"name": f.name, "sha256": _sha256(f)} for f in fragments],
+            "sha256": _sha256(kp.build / ".config"),
+        },
+        "toolchain": {**tc.versions(), "make_vars": tc.make_vars()},
+        "kernel": {
+            "release": release,
+            "uts_version": uts_version.group(1) if uts_version else None,
+            "image": str(kp.image),
+            "image_sha256": _sha256(kp.image),
+            "build_dir": str(kp.build),
+        },
+        "durations_s": {k: round(v, 2) for k, v in durations.items()},
+        "reproducer": " ".join(["gcma", "kernel", "build", "--source", str(tarball),
+                                "--jobs", str(tc.jobs)]),
+        "commands": runner.history[start_history:],
+        "python": sys.version.split()[0],
+    }
+    kp.metadata.write_text(json.dumps(metadata, indent=2) + "\n")
+    runner.info(f"kernel: {release} built in {sum(durations.values()):.1f}s -> {kp.image}")
+    return metadata

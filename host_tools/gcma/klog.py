@@ -1,0 +1,40 @@
+"""Scan kernel logs for the reports that mean something went wrong."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Each pattern names one kind of kernel report. A test run whose kernel log
+#: has any of these fails, whatever the test itself saw.
+PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (kind, re.compile(rx)) for kind, rx in (
+        ("oops", r"\bOops\b|Internal error: Oops"),
+        ("bug", r"\bBUG:|kernel BUG at"),
+        ("warning", r"\bWARNING: .*(CPU|at )"),
+        ("panic", r"Kernel panic - not syncing"),
+        ("paging", r"Unable to handle kernel (paging request|NULL pointer)"),
+        ("lockdep", r"possible (circular|recursive) locking|inconsistent lock state"
+                    r"|suspicious RCU usage|lock held when returning"),
+        ("hung", r"INFO: task .* blocked for more than"),
+        ("rcu-stall", r"rcu: INFO: .* detected stalls"),
+        ("sanitizer", r"\b(UBSAN|KASAN|KFENCE|KMSAN):"),
+        ("list-corruption", r"list_(add|del) corruption"),
+        ("bad-page", r"BUG: Bad page (state|map)"),
+    ))
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    line: str
+
+
+def scan(text: str) -> list[Finding]:
+    findings = []
+    for line in text.splitlines():
+        for kind, rx in PATTERNS:
+            if rx.search(line):
+                findings.append(Finding(kind, line.strip()))
+                break
+    return findings

@@ -1,0 +1,160 @@
+"""Build vendor modules out of tree, against our kernel or a user's GKI tree.
+
+Outputs, in ``out/modules/<name>/dist``: the ``.ko`` files, ``modules.load``
+(dependency order, the order first-stage init loads them in), and per module
+``<module>.imports``: each undefined symbol with who provides it (vmlinux,
+another of these modules, or a kernel module) and its namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gcma import paths, runner
+from gcma.errors import InfraError, UserError
+from gcma.toolchain import Toolchain, for_kernel_tree
+
+#: Build products rsync must not delete when it refreshes the source copy.
+_PROTECT = ["*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "*.symvers", "modules.order",
+            "*.a", ".*.d", ".tmp_*"]
+
+
+@dataclass
+class ModuleInfo:
+    name: str
+    path: Path
+    depends: list[str]
+    imports: list[dict[str, str]] = field(default_factory=list)
+
+
+def read_symvers(path: Path) -> dict[str, tuple[str, str]]:
+    """Module.symvers: symbol -> (provider, namespace)."""
+    table: dict[str, tuple[str, str]] = {}
+    if not path.exists():
+        return table
+    for line in path.read_text().splitlines():
+        cols = line.split("\t")
+        if len(cols) >= 4:
+            provider = cols[2].rsplit("/", 1)[-1]
+            table[cols[1]] = (provider, cols[4] if len(cols) > 4 else "")
+    return table
+
+
+def load_order(mods: dict[str, list[str]], tiebreak: list[str]) -> list[str]:
+    """Dependency order (providers first); ties keep ``tiebreak`` order.
+
+    Dependencies outside ``mods`` (modules of the kernel itself) are ignored.
+    """
+    rank = {name: i for i, name in enumerate(tiebreak)}
+    pending = {name: {d for d in deps if d in mods and d != name} for name, deps in mods.items()}
+    order: list[str] = []
+    while pending:
+        ready = sorted((n for n, deps in pending.items() if not deps),
+                       key=lambda n: (rank.get(n, len(rank)), n))
+        if not ready:
+            raise UserError("module dependency cycle among: " + ", ".join(sorted(pending)))
+        name = ready[0]
+        order.append(name)
+        del pending[name]
+        for deps in pending.values():
+            deps.discard(name)
+    return order
+
+
+def _modinfo_depends(ko: Path) -> list[str]:
+    raw = runner.output(["modinfo", "-F", "depends", str(ko)])
+    return [d for d in raw.replace("\n", ",").split(",") if d]
+
+
+def _undefined(ko: Path, tc: Toolchain) -> list[str]:
+    nm = tc.tool("nm") if shutil.which(tc.tool("nm")) else "nm"
+    raw = runner.output([nm, "-u", str(ko)])
+    return sorted({line.split()[-1] for line in raw.splitlines() if line.strip()})
+
+
+def build(src: Path | None = None, kdir: Path | None = None,
+          tc: Toolchain | None = None) -> dict[str, object]:
+    """Build every module under ``src`` (a Kbuild folder) against ``kdir``."""
+    src = (src or paths.PROJECT / "vendor_modules").resolve()
+    kdir = (kdir or paths.out_dir() / "kernel" / "build").resolve()
+    if not (src / "Kbuild").exists() and not (src / "Makefile").exists():
+        raise UserError(f"{src}: no Kbuild or Makefile, not a module source folder")
+    if not (kdir / "Module.symvers").exists():
+        raise UserError(f"{kdir}: no Module.symvers; build the kernel first "
+                        "(gcma kernel build) or name a built tree with --kdir")
+    tc = tc or for_kernel_tree(kdir)
+    root = paths.out_dir() / "modules" / src.name
+    work, dist = root / "build", root / "dist"
+    log = paths.logs_dir() / f"modules-{src.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    work.mkdir(parents=True, exist_ok=True)
+    protect = [f"--filter=P {p}" for p in _PROTECT]
+    runner.run(["rsync", "-a", "--delete", *protect, f"{src}/", f"{work}/"], log=log)
+    runner.run(["make", "-C", kdir, f"M={work}", *tc.make_vars(), f"-j{tc.jobs}", "modules"],
+               env=tc.env(), log=log, progress="modules")
+
+    order_file = work / "modules.order"
+    built = [line.strip() for line in order_file.read_text().splitlines() if line.strip()] \
+        if order_file.exists() else []
+    kos = [work / (entry[:-2] + ".ko" if entry.endswith(".o") else entry) for entry in built]
+    missing = [str(k) for k in kos if not k.exists()]
+    if missing:
+        raise InfraError("modules.order names modules that were not built: " + ", ".join(missing))
+
+    if dist.exists():
+        shutil.rmtree(dist)
+    dist.mkdir(parents=True)
+    infos: dict[str, ModuleInfo] = {}
+    for ko in kos:
+        name = ko.stem.replace("-", "_")
+        infos[name] = ModuleInfo(name, ko, _modinfo_depends(ko))
+    own_symvers = read_symvers(work / "Module.symvers")
+    kernel_symvers = read_symvers(kdir / "Module.symvers")
+    for info in infos.values():
+        for sym in _undefined(info.path, tc):
+            provider, ns = own_symvers.get(sym) or kernel_symvers.get(sym) or ("?", "")
+            info.imports.append({"symbol": sym, "provider": provider, "namespace": ns})
+    order = load_order({n: i.depends for n, i in infos.items()}, list(infos))
+    for name in order:
+        info = infos[name]
+        shutil.copy2(info.path, dist / info.path.name)
+        lines = [f"{imp['symbol']}\t{imp['provider']}\t{imp['namespace']}".rstrip()
+                 for imp in info.imports]
+        (dist / f"{info.path.stem}.imports").write_text("".join(f"{ln}\n" for ln in lines))
+    (dist / "modules.load").write_text("".join(f"{infos[n].path.name}\n" for n in order))
+    manifest: dict[str, object] = {
+        "kdir": str(kdir),
+        "src": str(src),
+        "modules": [{"name": n, "file": infos[n].path.name, "depends": infos[n].depends,
+                     "imports": infos[n].imports} for n in order],
+    }
+    (dist / "modules.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    runner.info(f"modules: {len(order)} built from {src} -> {dist}")
+    return manifest
+
+
+def dist_dir(src: Path | None = None) -> Path:
+    src = (src or paths.PROJECT / "vendor_modules").resolve()
+    return paths.out_dir() / "modules" / src.name / "dist"
+
+
+def check_symbol_list(manifest: dict[str, object], symbol_list: Path) -> list[str]:
+    """Imports from the kernel that a KMI symbol list (abi_gki format) lacks."""
+    allowed = set()
+    for line in symbol_list.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("["):
+            allowed.add(line)
+    own = {m["name"] for m in manifest["modules"]}  # type: ignore[index, union-attr]
+    problems = []
+    for mod in manifest["modules"]:  # type: ignore[union-attr]
+        for imp in mod["imports"]:
+            if imp["provider"] in own or imp["provider"].endswith(".ko"):
+                continue
+            if imp["symbol"] not in allowed:
+                problems.append(f"{mod['file']}: {imp['symbol']} is not in {symbol_list}")
+    return problems

@@ -1,0 +1,212 @@
+"""Root filesystem of the emulated target.
+
+* An initramfs: arm64 busybox, dropbear (ssh) and sftp-server from Debian's
+  arm64 packages with the libraries they need, the vendor modules with their
+  modules.load, the device_tests programs (static), the start-up scripts and
+  the host's public key.
+* A data disk: an ext4 image of deterministic data files with a sha256
+  manifest, for page-cache workloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import stat
+from pathlib import Path
+
+from gcma import cpio, paths, runner
+from gcma.errors import InfraError, UserError
+
+#: Debian arm64 packages unpacked into the guest (with their library deps).
+GUEST_PACKAGES = ("busybox-static", "dropbear-bin", "openssh-sftp-server", "libc6",
+                  "libgcc-s1", "libcrypt1", "libtomcrypt1", "libtommath1", "libgmp10",
+                  "zlib1g")
+#: What we do not need from those packages.
+_PRUNE = ("usr/share", "usr/lib/aarch64-linux-gnu/gconv", "etc", "usr/lib/aarch64-linux-gnu/audit",
+          "usr/bin/getconf", "usr/bin/ldd", "usr/bin/iconv", "usr/bin/locale",
+          "usr/bin/localedef", "usr/bin/getent", "usr/bin/zdump", "usr/sbin/iconvconfig")
+CROSS_CC = "aarch64-linux-gnu-gcc"
+
+GUEST_FILES = paths.PROJECT / "host_tools" / "gcma" / "guest"
+
+
+def rootfs_dir() -> Path:
+    return paths.out_dir() / "rootfs"
+
+
+def ssh_key() -> Path:
+    """The host's private key for the target (generated once per out/)."""
+    key = paths.out_dir() / "target" / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        runner.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gcma-host",
+                    "-f", key])
+    return key
+
+
+def fetch_packages(log: Path) -> list[Path]:
+    """arm64 .debs of GUEST_PACKAGES, downloaded once into the cache."""
+    debs_dir = paths.cache_dir() / "debs-arm64"
+    debs_dir.mkdir(parents=True, exist_ok=True)
+    debs = []
+    missing = []
+    for pkg in GUEST_PACKAGES:
+        found = sorted(debs_dir.glob(f"{pkg}_*_arm64.deb"))
+        if found:
+            debs.append(found[-1])
+        else:
+            missing.append(pkg)
+    if missing:
+        res = runner.run(["apt-get", "download", *(f"{p}:arm64" for p in missing)],
+                         cwd=debs_dir, log=log, check=False)
+        if res.returncode != 0:
+            raise InfraError("cannot download arm64 packages " + " ".join(missing)
+                             + f" (is the arm64 architecture added? ./build.sh setup); log: {log}")
+        for pkg in missing:
+            found = sorted(debs_dir.glob(f"{pkg}_*_arm64.deb"))
+            if not found:
+                raise InfraError(f"apt-get download gave no {pkg} .deb")
+            debs.append(found[-1])
+    return debs
+
+
+def build_device_tests(src: Path, dest: Path, log: Path) -> list[Path]:
+    """Each device_tests/*.c is one static arm64 program."""
+    dest.mkdir(parents=True, exist_ok=True)
+    programs = []
+    for source in sorted(src.glob("*.c")):
+        binary = dest / source.stem
+        if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+            runner.run([CROSS_CC, "-O2", "-Wall", "-Wextra", "-Werror", "-static",
+                        "-o", binary, source], log=log)
+        programs.append(binary)
+    return programs
+
+
+def _missing_libraries(staging: Path, elf: Path) -> list[str]:
+    out = runner.output(["readelf", "-d", str(elf)])
+    missing = []
+    for line in out.splitlines():
+        if "(NEEDED)" in line:
+            lib = line.split("[", 1)[1].rstrip("]")
+            if not any((staging / d / lib).exists()
+                       for d in ("lib/aarch64-linux-gnu", "usr/lib/aarch64-linux-gnu")):
+                missing.append(lib)
+    return missing
+
+
+def _link(staging: Path, path: str, target: str) -> None:
+    link = staging / path
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+def build_initramfs(modules_dist: Path | None = None) -> Path:
+    root = rootfs_dir()
+    log = paths.logs_dir() / "rootfs.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    staging = root / "initramfs"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for deb in fetch_packages(log):
+        runner.run(["dpkg-deb", "-x", deb, staging], log=log)
+    for prune in _PRUNE:
+        target = staging / prune
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    # Debian 12 is not merged-/usr inside .debs: give the usual paths.
+    if not (staging / "lib").exists():
+        _link(staging, "lib", "usr/lib")
+    for d in ("proc", "sys", "dev", "tmp", "run", "data", "root/.ssh", "etc/init.d",
+              "etc/dropbear", "var/log", "usr/bin", "usr/sbin", "sbin"):
+        (staging / d).mkdir(parents=True, exist_ok=True)
+    _link(staging, "var/run", "../run")
+    _link(staging, "bin/sh", "busybox")
+    _link(staging, "init", "bin/busybox")
+    _link(staging, "sbin/init", "../bin/busybox")
+    # dropbear looks for the sftp server where Debian's openssh puts it.
+    sftp = "usr/lib/openssh/sftp-server"
+    if not (staging / sftp).exists():
+        raise InfraError(f"{sftp} missing from openssh-sftp-server")
+    _link(staging, "usr/libexec/sftp-server", f"/{sftp}")
+    _link(staging, "usr/lib/sftp-server", f"/{sftp}")
+    for elf in (staging / "usr/sbin/dropbear", staging / sftp):
+        missing = _missing_libraries(staging, elf)
+        if missing:
+            raise InfraError(f"{elf.name} needs libraries not in GUEST_PACKAGES: {missing}")
+
+    shutil.copy(GUEST_FILES / "rcS", staging / "etc/init.d/rcS")
+    (staging / "etc/init.d/rcS").chmod(0o755)
+    shutil.copy(GUEST_FILES / "inittab", staging / "etc/inittab")
+    (staging / "etc/passwd").write_text("root::0:0:root:/root:/bin/sh\n")
+    (staging / "etc/group").write_text("root:x:0:\n")
+    (staging / "etc/shells").write_text("/bin/sh\n")
+    (staging / "root").chmod(0o700)
+    (staging / "root/.ssh").chmod(0o700)
+    pub = ssh_key().with_suffix(".pub").read_bytes()
+    (staging / "root/.ssh/authorized_keys").write_bytes(pub)
+    (staging / "root/.ssh/authorized_keys").chmod(0o600)
+
+    build_device_tests(paths.PROJECT / "device_tests", staging / "usr/bin", log)
+    if modules_dist is not None and (modules_dist / "modules.load").exists():
+        dest = staging / "lib/modules/gcma"
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in modules_dist.iterdir():
+            shutil.copy2(f, dest / f.name)
+
+    entries = [cpio.Entry("dev", stat.S_IFDIR | 0o755),
+               cpio.Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),
+               cpio.Entry("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3))]
+    entries += [e for e in cpio.entries_from_tree(staging) if e.name != "dev"]
+    image = root / "initramfs.cpio.gz"
+    cpio.write_gz(image, entries)
+    runner.info(f"rootfs: {image} ({image.stat().st_size // 1024} KiB)")
+    return image
+
+
+def make_data_files(dest: Path, count: int, size: int, seed: int = 0x6C6D) -> dict[str, str]:
+    """Deterministic pseudo-random files; returns name -> sha256."""
+    dest.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    manifest = {}
+    for i in range(count):
+        name = f"file{i:03d}.bin"
+        data = rng.randbytes(size)
+        (dest / name).write_bytes(data)
+        manifest[name] = hashlib.sha256(data).hexdigest()
+    (dest / "MANIFEST.sha256").write_text(
+        "".join(f"{digest}  {name}\n" for name, digest in sorted(manifest.items())))
+    return manifest
+
+
+def build_data_disk(count: int = 48, size: int = 2 << 20, image_mib: int = 160) -> Path:
+    """ext4 image of ``count`` files of ``size`` bytes; rebuilt when they change."""
+    if count * size > (image_mib - 16) << 20:
+        raise UserError(f"{count} files of {size} bytes do not fit a {image_mib} MiB image")
+    root = rootfs_dir()
+    image = root / "data.ext4"
+    spec = {"count": count, "size": size, "image_mib": image_mib, "version": 1}
+    spec_file = root / "data.json"
+    if image.exists() and spec_file.exists() and json.loads(spec_file.read_text()) == spec:
+        return image
+    log = paths.logs_dir() / "rootfs.log"
+    files = root / "data"
+    if files.exists():
+        shutil.rmtree(files)
+    make_data_files(files, count, size)
+    image.unlink(missing_ok=True)
+    runner.run(["mkfs.ext4", "-q", "-F", "-L", "gcma-data", "-E", "root_owner=0:0",
+                "-d", files, image, f"{image_mib}M"], log=log)
+    shutil.rmtree(files)
+    spec_file.write_text(json.dumps(spec) + "\n")
+    runner.info(f"rootfs: data disk {image}")
+    return image

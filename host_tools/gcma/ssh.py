@@ -1,0 +1,56 @@
+"""The ssh transport, driven by fabric (paramiko underneath)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fabric
+import invoke
+import paramiko
+
+from gcma.errors import TargetError
+from gcma.transport import CommandResult, Transport
+
+
+class SshTransport(Transport):
+    """Key-authenticated ssh to ``user@host:port``.
+
+    The emulated target makes new host keys on every boot, so host keys are
+    not checked; use this only for targets on the loopback or a lab network.
+    """
+
+    def __init__(self, host: str, port: int, key_file: Path, user: str = "root",
+                 connect_timeout: float = 10.0) -> None:
+        self.host, self.port, self.user = host, port, user
+        self._conn = fabric.Connection(
+            host=host, port=port, user=user, connect_timeout=connect_timeout,
+            connect_kwargs={"key_filename": str(key_file), "look_for_keys": False,
+                            "allow_agent": False})
+        self._conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+
+    def _where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        try:
+            res = self._conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=False)
+        except invoke.CommandTimedOut as exc:
+            raise TargetError(f"{self._where()}: {command!r} timed out after {timeout}s") from exc
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise TargetError(f"{self._where()}: ssh failed: {exc}") from exc
+        return CommandResult(command, res.exited, res.stdout, res.stderr)
+
+    def push(self, local: Path, remote: str) -> None:
+        try:
+            self._conn.put(str(local), remote)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise TargetError(f"{self._where()}: push {local} -> {remote} failed: {exc}") from exc
+
+    def pull(self, remote: str, local: Path) -> None:
+        try:
+            self._conn.get(remote, str(local))
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise TargetError(f"{self._where()}: pull {remote} -> {local} failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._conn.close()

@@ -1,0 +1,226 @@
+"""The emulated target: QEMU -M virt (TCG) running our kernel, in the background.
+
+Each target has a name and a state folder ``out/targets/<name>/`` holding the
+console log, QEMU's own log and ``state.json`` (pid, ssh port, artefacts), so
+several can run at once and later commands find them. Readiness is judged by
+console markers and an ssh round trip, never by QEMU's exit status: QEMU exits
+0 when the kernel panics with ``panic=-1``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gcma import dt, klog, paths, rootfs, runner
+from gcma.errors import TargetError, UserError
+from gcma.machine import PL011_BASE, Machine
+from gcma.ssh import SshTransport
+
+READY_MARKER = "GCMA-TARGET-READY"
+_NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@dataclass
+class Artefacts:
+    kernel: Path
+    initrd: Path
+    dtb: Path
+    data_disk: Path | None = None
+
+    @classmethod
+    def default(cls) -> Artefacts:
+        out = paths.out_dir()
+        disk = rootfs.rootfs_dir() / "data.ext4"
+        return cls(kernel=out / "kernel/build/arch/arm64/boot/Image",
+                   initrd=rootfs.rootfs_dir() / "initramfs.cpio.gz",
+                   dtb=dt.dt_dir() / "virt-gcma.dtb",
+                   data_disk=disk if disk.exists() else None)
+
+    def check(self) -> None:
+        for label, path in (("kernel", self.kernel), ("initramfs", self.initrd),
+                            ("dtb", self.dtb)):
+            if not path.exists():
+                raise UserError(f"{label} not found: {path} (build it first: gcma build)")
+
+
+def state_dir(name: str) -> Path:
+    if not name or not set(name) <= _NAME_OK:
+        raise UserError(f"bad target name {name!r}: use lower-case letters, digits, - and _")
+    return paths.out_dir() / "targets" / name
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours still answers kill(0): reap it if it is one.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        return True
+
+
+def qemu_command(machine: Machine, art: Artefacts, port: int, console: Path,
+                 extra_cmdline: str = "") -> list[str]:
+    cmdline = (f"console=ttyAMA0 earlycon=pl011,{PL011_BASE:#x} panic=-1 "
+               f"oops=panic rdinit=/init {extra_cmdline}").strip()
+    argv = [*machine.base_args(), "-display", "none", "-monitor", "none",
+            "-serial", f"file:{console}", "-no-reboot",
+            "-kernel", str(art.kernel), "-initrd", str(art.initrd), "-dtb", str(art.dtb),
+            "-append", cmdline,
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-device", "virtio-net-pci,netdev=net0"]
+    if art.data_disk is not None:
+        argv += ["-drive", f"file={art.data_disk},if=none,id=data,format=raw,snapshot=on",
+                 "-device", "virtio-blk-pci,drive=data"]
+    return argv
+
+
+class EmulatedTarget:
+    """One named QEMU target."""
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+        self.dir = state_dir(name)
+
+    @property
+    def console(self) -> Path:
+        return self.dir / "console.log"
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "state.json"
+
+    def state(self) -> dict[str, object] | None:
+        if not self.state_file.exists():
+            return None
+        state = json.loads(self.state_file.read_text())
+        return state if _alive(int(state["pid"])) else None
+
+    def console_tail(self, lines: int = 40) -> str:
+        if not self.console.exists():
+            return "(no console output)"
+        text = self.console.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:]) or "(no console output)"
+
+    def start(self, art: Artefacts | None = None, machine: Machine | None = None,
+              timeout: float = 180.0, extra_cmdline: str = "") -> SshTransport:
+        if self.state() is not None:
+            raise UserError(f"target {self.name} is already running (gcma target stop "
+                            f"--name {self.name})")
+        art = art or Artefacts.default()
+        art.check()
+        recorded = dt.machine_of(art.dtb)
+        machine = machine or Machine(**recorded["machine"])  # type: ignore[arg-type]
+        if recorded["fingerprint"] != machine.fingerprint():
+            raise UserError(f"{art.dtb} was dumped for other machine options "
+                            f"({recorded['machine']}); rebuild it for {asdict(machine)}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            port = free_port()
+            self.console.write_text("")
+            argv = qemu_command(machine, art, port, self.console, extra_cmdline)
+            qemu_log = self.dir / "qemu.log"
+            runner.info(f"+ {runner.format_command(argv)}")
+            with open(qemu_log, "w") as log:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+            state = {"pid": proc.pid, "ssh_port": port, "started": time.time(),
+                     "machine": asdict(machine), "command": argv,
+                     "artefacts": {k: str(v) if v else None for k, v in asdict(art).items()}}
+            self.state_file.write_text(json.dumps(state, indent=2) + "\n")
+            time.sleep(0.5)
+            if proc.poll() is not None and "hostfwd" in qemu_log.read_text() and attempt < 2:
+                continue  # the port was taken between our probe and QEMU's bind
+            break
+        return self._wait_ready(proc, port, timeout)
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], port: int,
+                    timeout: float) -> SshTransport:
+        t0 = time.monotonic()
+        runner.info(f"target {self.name}: booting, console log {self.console}")
+        ready = False
+        while time.monotonic() - t0 < timeout:
+            text = self.console.read_text(errors="replace")
+            bad = [f for f in klog.scan(text) if f.kind in ("panic", "oops", "paging", "bug")]
+            if bad:
+                self._kill(proc.pid)
+                raise TargetError(f"target {self.name}: kernel crashed while booting "
+                                  f"({bad[0].line}); last console lines:\n"
+                                  + self.console_tail())
+            if proc.poll() is not None:
+                qemu_out = (self.dir / "qemu.log").read_text(errors="replace").strip()
+                raise TargetError(f"target {self.name}: QEMU exited ({proc.returncode}) "
+                                  f"before the target was ready. {qemu_out}\nlast console "
+                                  f"lines:\n" + self.console_tail())
+            if READY_MARKER in text:
+                ready = True
+                break
+            time.sleep(0.2)
+        if ready:
+            while time.monotonic() - t0 < timeout:
+                try:
+                    transport = self.transport()
+                    transport.check("true", timeout=30)
+                    runner.info(f"target {self.name}: ready in {time.monotonic() - t0:.1f}s, "
+                                f"ssh on 127.0.0.1:{port}")
+                    return transport
+                except TargetError:
+                    time.sleep(0.5)
+        self._kill(proc.pid)
+        raise TargetError(f"target {self.name}: not ready after {timeout:.0f}s; last console "
+                          f"lines:\n" + self.console_tail())
+
+    def transport(self) -> SshTransport:
+        state = self.state()
+        if state is None:
+            raise UserError(f"target {self.name} is not running (gcma target start)")
+        return SshTransport("127.0.0.1", int(state["ssh_port"]), rootfs.ssh_key())  # type: ignore[arg-type]
+
+    def _kill(self, pid: int, grace: float = 5.0) -> None:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < grace:
+                if not _alive(pid):
+                    return
+                time.sleep(0.1)
+
+    def stop(self) -> bool:
+        """Power the target off (QEMU exits); False if it was not running."""
+        state = self.state()
+        if state is None:
+            self.state_file.unlink(missing_ok=True)
+            return False
+        pid = int(state["pid"])  # type: ignore[arg-type]
+        try:
+            with self.transport() as t:
+                t.run("sync; poweroff -f >/dev/null 2>&1 &", timeout=10)
+        except TargetError:
+            pass
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10 and _alive(pid):
+            time.sleep(0.1)
+        self._kill(pid)
+        self.state_file.unlink(missing_ok=True)
+        return True

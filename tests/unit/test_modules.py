@@ -1,0 +1,41 @@
+from pathlib import Path
+
+import pytest
+
+from gcma import modules
+from gcma.errors import UserError
+
+
+def test_load_order_puts_providers_first() -> None:
+    mods = {"heap": ["area", "dma_buf_core"], "area": [], "stats": ["heap"]}
+    assert modules.load_order(mods, ["stats", "heap", "area"]) == ["area", "heap", "stats"]
+
+
+def test_load_order_keeps_build_order_between_independent_modules() -> None:
+    assert modules.load_order({"b": [], "a": [], "c": []}, ["c", "a", "b"]) == ["c", "a", "b"]
+
+
+def test_load_order_rejects_cycles() -> None:
+    with pytest.raises(UserError, match="cycle among: a, b"):
+        modules.load_order({"a": ["b"], "b": ["a"], "c": []}, ["a", "b", "c"])
+
+
+def test_read_symvers(tmp_path: Path) -> None:
+    f = tmp_path / "Module.symvers"
+    f.write_text("0x1\tdma_buf_export\tvmlinux\tEXPORT_SYMBOL_GPL\tDMA_BUF\n"
+                 "0x2\tfoo\t/tmp/x/mymod\tEXPORT_SYMBOL\t\n")
+    table = modules.read_symvers(f)
+    assert table["dma_buf_export"] == ("vmlinux", "DMA_BUF")
+    assert table["foo"] == ("mymod", "")
+
+
+def test_symbol_list_check(tmp_path: Path) -> None:
+    lst = tmp_path / "abi_gki_aarch64"
+    lst.write_text("[abi_symbol_list]\n  # core\n  dma_buf_export\n  printk\n")
+    manifest = {"modules": [
+        {"name": "a", "file": "a.ko", "imports": [
+            {"symbol": "dma_buf_export", "provider": "vmlinux", "namespace": "DMA_BUF"},
+            {"symbol": "secret", "provider": "vmlinux", "namespace": ""}]},
+        {"name": "b", "file": "b.ko", "imports": [
+            {"symbol": "a_helper", "provider": "a", "namespace": ""}]}]}
+    assert modules.check_symbol_list(manifest, lst) == [f"a.ko: secret is not in {lst}"]

@@ -13,7 +13,7 @@ BAD = {
 
 GOOD = """\
 [    0.000000] Booting Linux on physical CPU 0x0000000000 [0x000f0510]
-[    0.000000] OF: reserved mem: 0x0000000060000000..0x0000000067ffffff (131072 KiB) map non-reusable camera@60000000
+[    0.0] OF: reserved mem: 0x60000000..0x67ffffff (131072 KiB) map non-reusable camera@60000000
 [    0.512000] rcu: Hierarchical SRCU implementation.
 [    1.000000] gcma_fixture_user: area camera: camera@60000000 base=0x60000000 size=0x8000000
 [    2.000000] debug: BUGS are not found here, warning: lower case words are fine

@@ -107,9 +107,12 @@ def unpack(tarball: Path, kp: KernelPaths, log: Path) -> Path:
         tree = kp.src_parent / recorded["dir"]
         if {k: recorded.get(k) for k in identity} == identity and tree.is_dir():
             return tree
-    if kp.src_parent.exists():
-        runner.info(f"removing the old kernel tree under {kp.src_parent}")
-        shutil.rmtree(kp.src_parent)
+    # tar keeps the archive's mtimes, which may be older than objects built from
+    # another source: a build folder that outlives its source could look up to date.
+    for old in (kp.src_parent, kp.build):
+        if old.exists():
+            runner.info(f"removing {old} (new kernel source)")
+            shutil.rmtree(old)
     tmp = kp.src_parent / ".unpack"
     tmp.mkdir(parents=True)
     runner.run(["tar", "-xf", tarball, "-C", tmp], log=log, progress="unpack")

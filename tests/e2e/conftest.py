@@ -1,0 +1,63 @@
+"""End-to-end fixtures: build once (a no-op when up to date), boot the emulated
+target once per session, and check the kernel log after every test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from gcma import klog, pipeline
+from gcma.ssh import SshTransport
+from gcma.target import EmulatedTarget
+
+
+@dataclass
+class Target:
+    emulated: EmulatedTarget
+    shell: SshTransport
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def built() -> None:
+    pipeline.build_all()
+
+
+@pytest.fixture(scope="session")
+def target(built: None) -> Iterator[Target]:
+    emulated = EmulatedTarget(f"pytest-{os.getpid()}")
+    shell = emulated.start(timeout=300)
+    try:
+        yield Target(emulated, shell)
+    finally:
+        shell.close()
+        emulated.stop()
+
+
+def _kernel_problems(target: Target, since: int) -> list[str]:
+    lines = target.shell.check("dmesg").splitlines()
+    found = klog.scan("\n".join(lines[since:]))
+    found += klog.scan(target.emulated.console.read_text(errors="replace"))
+    return sorted({f"{f.kind}: {f.line}" for f in found})
+
+
+@pytest.fixture(autouse=True)
+def kernel_log_is_clean(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test during which the kernel reported an oops, BUG, WARN, lockdep..."""
+    if "target" not in request.fixturenames:
+        yield
+        return
+    target: Target = request.getfixturevalue("target")
+    since = len(target.shell.check("dmesg").splitlines())
+    yield
+    problems = _kernel_problems(target, since)
+    if problems:
+        pytest.fail("kernel log reports problems:\n" + "\n".join(problems), pytrace=False)

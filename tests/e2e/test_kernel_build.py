@@ -1,0 +1,47 @@
+"""The kernel pipeline against the real tree (no boot needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gcma import kernel, paths
+from gcma.errors import UserError
+from gcma.toolchain import Toolchain
+
+
+def test_metadata_records_inputs(built: None) -> None:
+    meta = json.loads((paths.out_dir() / "kernel" / "metadata.json").read_text())
+    assert meta["source"]["package"] == "linux-source-6.12"
+    assert meta["source"]["package_version"].startswith(meta["source"]["kernel_version"])
+    assert len(meta["source"]["sha256"]) == 64
+    fragments = sorted(p.name for p in (paths.PROJECT / "gki" / "configs").glob("*.config"))
+    assert [f["name"] for f in meta["config"]["fragments"]] == fragments
+    assert meta["toolchain"]["cc"].startswith("aarch64-linux-gnu-gcc")
+    assert meta["reproducer"].startswith("gcma kernel build --source ")
+    assert any(" Image modules" in c for c in meta["commands"])
+
+
+def test_unchanged_inputs_rebuild_nothing(built: None) -> None:
+    kernel.build()
+    log = (paths.logs_dir() / "kernel-build.log").read_text()
+    compiled = [ln for ln in log.splitlines() if ln.strip().startswith(("CC ", "LD ", "AS "))]
+    assert compiled == [], compiled[:10]
+    assert "merge_config.sh" not in log
+
+
+def test_symbol_that_does_not_stick_is_named(built: None, tmp_path: Path) -> None:
+    tree = kernel.find_tree(kernel.kernel_paths())
+    assert tree is not None
+    frag = tmp_path / "bad.config"
+    # The CMA heap needs DMA_CMA, which allnoconfig leaves off.
+    frag.write_text("CONFIG_DMABUF_HEAPS=y\nCONFIG_DMABUF_HEAPS_CMA=y\n")
+    kp = kernel.KernelPaths(tmp_path / "k")
+    with pytest.raises(UserError) as info:
+        kernel.configure(tree, kp, [frag], [], kernel.tree_version(tree),
+                         Toolchain(use_ccache=False), tmp_path / "log")
+    message = str(info.value)
+    assert f"CONFIG_DMABUF_HEAPS_CMA: requested y ({frag}:2), got not set" in message
+    assert "CONFIG_DMABUF_HEAPS:" not in message

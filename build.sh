@@ -86,7 +86,8 @@ run)
 	;;
 test)
 	setup
-	"$VENV/bin/gcma" build
+	# Both kernel variants: the tests run on default and on debug (lockdep, DEBUG_VM).
+	"$VENV/bin/gcma" build --variant default --variant debug
 	log "+ ruff check host_tools tests"
 	"$VENV/bin/ruff" check host_tools tests
 	log "+ pytest $*"

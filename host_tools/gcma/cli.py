@@ -7,10 +7,22 @@ import json
 import sys
 from pathlib import Path
 
-from gcma import __version__, dt, kernel, modules, paths, pipeline, rootfs, runner
+from gcma import (
+    __version__,
+    dt,
+    integrity,
+    kernel,
+    kunit,
+    modules,
+    paths,
+    pipeline,
+    rootfs,
+    runner,
+)
 from gcma.errors import GcmaError, UserError
 from gcma.machine import VIRT
-from gcma.target import EmulatedTarget
+from gcma.report import table
+from gcma.target import Artefacts, EmulatedTarget
 from gcma.toolchain import Toolchain
 
 
@@ -29,18 +41,18 @@ def _toolchain(args: argparse.Namespace) -> Toolchain:
 
 
 def cmd_kernel_build(args: argparse.Namespace) -> int:
-    meta = kernel.build(args.source, tc=_toolchain(args))
+    meta = kernel.build(args.source, variant=args.variant, tc=_toolchain(args))
     print(json.dumps({k: meta[k] for k in ("kernel", "durations_s")}, indent=2))
     return 0
 
 
 def cmd_modules_build(args: argparse.Namespace) -> int:
-    manifest = modules.build(args.src, args.kdir)
+    manifest = modules.build(args.src, args.kdir, variant=args.variant)
     if args.symbol_list:
         problems = modules.check_symbol_list(manifest, args.symbol_list)
         if problems:
             raise UserError("imports outside the symbol list:\n  " + "\n  ".join(problems))
-    print(modules.dist_dir(args.src))
+    print(modules.dist_dir(args.src, args.variant))
     return 0
 
 
@@ -50,13 +62,16 @@ def cmd_dtb_build(args: argparse.Namespace) -> int:
 
 
 def cmd_rootfs_build(args: argparse.Namespace) -> int:
-    print(rootfs.build_initramfs(modules.dist_dir()))
+    print(rootfs.build_initramfs(modules.dist_dir(variant=args.variant),
+                                 modules.dist_dir(pipeline.TEST_MODULES, args.variant),
+                                 args.variant))
     print(rootfs.build_data_disk())
+    print(rootfs.build_erofs_disk())
     return 0
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    durations = pipeline.build_all(_toolchain(args))
+    durations = pipeline.build_all(_toolchain(args), tuple(args.variant or ["default"]))
     print(" ".join(f"{k}={v:.1f}s" for k, v in durations.items()))
     return 0
 
@@ -68,8 +83,35 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kunit_run(args: argparse.Namespace) -> int:
+    report = kunit.run(args.name, timeout=args.timeout, filter_glob=args.filter,
+                       variant=args.variant)
+    for suite in report.suites:
+        print(f"{suite.name}: {suite.count('pass')}/{len(suite.cases)} passed")
+    return 0
+
+
+def cmd_integrity(args: argparse.Namespace) -> int:
+    target = EmulatedTarget(args.name)
+    try:
+        with target.start(Artefacts.default(args.variant), timeout=args.timeout) as shell:
+            report = integrity.run(shell, rounds=args.rounds)
+    finally:
+        target.stop()
+    out = paths.out_dir() / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"integrity-{args.variant}.json").write_text(json.dumps(report, indent=2) + "\n")
+    rows = [{k: str(v) for k, v in phase.items()} for phase in report["phases"]]  # type: ignore[attr-defined]
+    print(table(rows, ["name", "verified_reads", "mismatches", "stored", "restored",
+                       "missed", "hit_rate", "invalidated", "reclaimed", "recalled"]))
+    print(f"verified reads {report['verified_reads']}, mismatches {report['mismatches']}, "
+          f"gcma_stress {report['gcma_stress']}")
+    return 0
+
+
 def cmd_target_start(args: argparse.Namespace) -> int:
-    EmulatedTarget(args.name).start(timeout=args.timeout, extra_cmdline=args.append).close()
+    EmulatedTarget(args.name).start(Artefacts.default(args.variant), timeout=args.timeout,
+                                    extra_cmdline=args.append).close()
     return 0
 
 
@@ -133,12 +175,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-j", "--jobs", type=_positive_int, help="parallel jobs (default: cores)")
         p.add_argument("--no-ccache", action="store_true", help="compile without ccache")
 
+    def variant_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--variant", default=kernel.DEFAULT_VARIANT, choices=kernel.variants(),
+                       help="kernel variant (default: default)")
+
     def target_opt(p: argparse.ArgumentParser, default: str = "default") -> None:
         p.add_argument("--name", default=default, help=f"target name (default: {default})")
 
     k = sub.add_parser("kernel", help="the GKI-equivalent kernel").add_subparsers(
         dest="action", required=True, parser_class=_Parser)
     p = k.add_parser("build", help="unpack, patch, configure and build the kernel")
+    variant_opt(p)
     p.add_argument("--source", type=Path, default=kernel.DEFAULT_TARBALL,
                    help=f"kernel source tarball (default: {kernel.DEFAULT_TARBALL})")
     build_opts(p)
@@ -151,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="module source folder with a Kbuild file (default: vendor_modules)")
     p.add_argument("--kdir", type=Path, default=None,
                    help="built kernel tree to build against (default: ours)")
+    variant_opt(p)
     p.add_argument("--symbol-list", type=Path,
                    help="KMI symbol list (abi_gki format) every kernel import must be in")
     p.set_defaults(func=cmd_modules_build)
@@ -165,11 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("rootfs", help="initramfs and data disk").add_subparsers(
         dest="action", required=True, parser_class=_Parser)
-    p = r.add_parser("build", help="build the initramfs and the ext4 data disk")
+    p = r.add_parser("build", help="build the initramfs and the data disks")
+    variant_opt(p)
     p.set_defaults(func=cmd_rootfs_build)
 
     p = sub.add_parser("build", help="kernel, modules, DTB and root filesystem")
     build_opts(p)
+    p.add_argument("--variant", action="append", choices=kernel.variants(),
+                   help="kernel variant, repeatable (default: default)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("run", help="build, boot, run the default on-target program, report")
@@ -179,10 +230,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("integrity", help="page-cache integrity run under cleancache")
+    target_opt(p, "integrity")
+    variant_opt(p)
+    p.add_argument("--rounds", type=_positive_int, default=3, help="read rounds (default 3)")
+    p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+    p.set_defaults(func=cmd_integrity)
+
+    ku = sub.add_parser("kunit", help="the kernel's KUnit suites").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    p = ku.add_parser("run", help="boot with kunit.enable=1 and check the KTAP results")
+    target_opt(p, "kunit")
+    variant_opt(p)
+    p.add_argument("--filter", default="", help="kunit.filter_glob, e.g. 'gcma*'")
+    p.add_argument("--timeout", type=_positive_int, default=600, help="seconds (default 600)")
+    p.set_defaults(func=cmd_kunit_run)
+
     t = sub.add_parser("target", help="the emulated target").add_subparsers(
         dest="action", required=True, parser_class=_Parser)
     p = t.add_parser("start", help="boot in the background and wait until ready")
     target_opt(p)
+    variant_opt(p)
     p.add_argument("--timeout", type=_positive_int, default=180, help="seconds (default 180)")
     p.add_argument("--append", default="", help="extra kernel command line")
     p.set_defaults(func=cmd_target_start)

@@ -30,10 +30,7 @@ CONFIG_STAMP = ".gcma-config-inputs"
 @dataclass(frozen=True)
 class KernelPaths:
     root: Path
-
-    @property
-    def src_parent(self) -> Path:
-        return self.root / "src"
+    src_parent: Path
 
     @property
     def build(self) -> Path:
@@ -49,11 +46,25 @@ class KernelPaths:
 
     @property
     def log(self) -> Path:
-        return paths.logs_dir() / "kernel-build.log"
+        return paths.logs_dir() / f"{self.root.name}-build.log"
 
 
-def kernel_paths() -> KernelPaths:
-    return KernelPaths(paths.out_dir() / "kernel")
+#: "default" is the kernel the target runs; other variants add
+#: gki/configs/variants/<name>.config (e.g. "debug": lockdep, DEBUG_VM).
+DEFAULT_VARIANT = "default"
+
+
+def variants() -> list[str]:
+    extra = sorted(p.stem for p in (paths.PROJECT / "gki/configs/variants").glob("*.config"))
+    return [DEFAULT_VARIANT, *extra]
+
+
+def kernel_paths(variant: str = DEFAULT_VARIANT) -> KernelPaths:
+    """Each variant has its own build folder; they share the source tree."""
+    if variant not in variants():
+        raise UserError(f"unknown kernel variant {variant!r} (known: {', '.join(variants())})")
+    suffix = "" if variant == DEFAULT_VARIANT else f"-{variant}"
+    return KernelPaths(paths.out_dir() / f"kernel{suffix}", paths.out_dir() / "kernel" / "src")
 
 
 def _sha256(path: Path) -> str:
@@ -109,7 +120,7 @@ def unpack(tarball: Path, kp: KernelPaths, log: Path) -> Path:
             return tree
     # tar keeps the archive's mtimes, which may be older than objects built from
     # another source: a build folder that outlives its source could look up to date.
-    for old in (kp.src_parent, kp.build):
+    for old in (kp.src_parent, *sorted(paths.out_dir().glob("kernel*/build"))):
         if old.exists():
             runner.info(f"removing {old} (new kernel source)")
             shutil.rmtree(old)
@@ -161,14 +172,17 @@ def configure(tree: Path, kp: KernelPaths, fragments: list[Path],
                         "(a dependency is missing?):\n  " + "\n  ".join(problems))
 
 
-def build(tarball: Path = DEFAULT_TARBALL, *, patch_dir: Path | None = None,
-          config_dir: Path | None = None, tc: Toolchain | None = None) -> dict[str, object]:
+def build(tarball: Path = DEFAULT_TARBALL, *, variant: str = DEFAULT_VARIANT,
+          patch_dir: Path | None = None, config_dir: Path | None = None,
+          tc: Toolchain | None = None) -> dict[str, object]:
     """The whole kernel pipeline; returns the metadata it writes."""
     tc = tc or Toolchain()
-    kp = kernel_paths()
+    kp = kernel_paths(variant)
     patch_dir = patch_dir or paths.PROJECT / "gki" / "patches"
     config_dir = config_dir or paths.PROJECT / "gki" / "configs"
     fragments = sorted(config_dir.glob("*.config"))
+    if variant != DEFAULT_VARIANT:
+        fragments.append(config_dir / "variants" / f"{variant}.config")
     log = kp.log
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
@@ -225,8 +239,9 @@ def build(tarball: Path = DEFAULT_TARBALL, *, patch_dir: Path | None = None,
             "build_dir": str(kp.build),
         },
         "durations_s": {k: round(v, 2) for k, v in durations.items()},
+        "variant": variant,
         "reproducer": " ".join(["gcma", "kernel", "build", "--source", str(tarball),
-                                "--jobs", str(tc.jobs)]),
+                                "--variant", variant, "--jobs", str(tc.jobs)]),
         "commands": runner.history[start_history:],
         "python": sys.version.split()[0],
     }

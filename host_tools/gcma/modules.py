@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gcma import paths, runner
+from gcma import kernel, paths, runner
 from gcma.errors import InfraError, UserError
 from gcma.toolchain import Toolchain, for_kernel_tree
 
@@ -76,19 +76,24 @@ def _undefined(ko: Path, tc: Toolchain) -> list[str]:
 
 
 def build(src: Path | None = None, kdir: Path | None = None,
-          tc: Toolchain | None = None) -> dict[str, object]:
-    """Build every module under ``src`` (a Kbuild folder) against ``kdir``."""
+          tc: Toolchain | None = None,
+          variant: str = kernel.DEFAULT_VARIANT) -> dict[str, object]:
+    """Build every module under ``src`` (a Kbuild folder) against ``kdir``.
+
+    Without ``kdir``, against our kernel of ``variant``: modules are built per
+    kernel variant, since symbol versions (MODVERSIONS) differ between them.
+    """
     src = (src or paths.PROJECT / "vendor_modules").resolve()
-    kdir = (kdir or paths.out_dir() / "kernel" / "build").resolve()
+    kdir = (kdir or kernel.kernel_paths(variant).build).resolve()
     if not (src / "Kbuild").exists() and not (src / "Makefile").exists():
         raise UserError(f"{src}: no Kbuild or Makefile, not a module source folder")
     if not (kdir / "Module.symvers").exists():
         raise UserError(f"{kdir}: no Module.symvers; build the kernel first "
                         "(gcma kernel build) or name a built tree with --kdir")
     tc = tc or for_kernel_tree(kdir)
-    root = paths.out_dir() / "modules" / src.name
+    root = _root(src, variant)
     work, dist = root / "build", root / "dist"
-    log = paths.logs_dir() / f"modules-{src.name}.log"
+    log = paths.logs_dir() / f"modules-{variant}-{src.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
     work.mkdir(parents=True, exist_ok=True)
@@ -137,9 +142,13 @@ def build(src: Path | None = None, kdir: Path | None = None,
     return manifest
 
 
-def dist_dir(src: Path | None = None) -> Path:
+def _root(src: Path, variant: str) -> Path:
+    return paths.out_dir() / "modules" / variant / src.name
+
+
+def dist_dir(src: Path | None = None, variant: str = kernel.DEFAULT_VARIANT) -> Path:
     src = (src or paths.PROJECT / "vendor_modules").resolve()
-    return paths.out_dir() / "modules" / src.name / "dist"
+    return _root(src, variant) / "dist"
 
 
 def check_symbol_list(manifest: dict[str, object], symbol_list: Path) -> list[str]:

@@ -13,23 +13,39 @@ from gcma.report import parse_kv, table
 from gcma.target import EmulatedTarget
 from gcma.toolchain import Toolchain
 
+#: Kernel modules that test scenarios load on the target (not vendor modules).
+TEST_MODULES = paths.PROJECT / "device_tests" / "kmod"
 
-def build_all(tc: Toolchain | None = None) -> dict[str, float]:
-    """Kernel, vendor modules, DTB, root filesystem; returns durations."""
-    durations = {}
-    t = time.monotonic()
-    kernel.build(tc=tc)
-    durations["kernel"] = time.monotonic() - t
-    t = time.monotonic()
-    modules.build()
-    durations["modules"] = time.monotonic() - t
+
+def build_all(tc: Toolchain | None = None,
+              variants: tuple[str, ...] = (kernel.DEFAULT_VARIANT,)) -> dict[str, float]:
+    """Kernel(s), vendor modules, DTB, root filesystem; returns durations.
+
+    Modules and initramfs are built per variant: their symbol versions differ.
+    """
+    durations: dict[str, float] = {}
+
+    def done(step: str, since: float) -> None:
+        durations[step] = durations.get(step, 0.0) + time.monotonic() - since
+
+    for variant in variants:
+        t = time.monotonic()
+        kernel.build(tc=tc, variant=variant)
+        done(f"kernel-{variant}", t)
+        t = time.monotonic()
+        modules.build(variant=variant)
+        modules.build(TEST_MODULES, variant=variant)
+        done("modules", t)
     t = time.monotonic()
     dt.build(VIRT)
-    durations["dtb"] = time.monotonic() - t
+    done("dtb", t)
     t = time.monotonic()
-    rootfs.build_initramfs(modules.dist_dir())
+    for variant in variants:
+        rootfs.build_initramfs(modules.dist_dir(variant=variant),
+                               modules.dist_dir(TEST_MODULES, variant=variant), variant)
     rootfs.build_data_disk()
-    durations["rootfs"] = time.monotonic() - t
+    rootfs.build_erofs_disk()
+    done("rootfs", t)
     return durations
 
 

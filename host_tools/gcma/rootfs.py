@@ -15,9 +15,10 @@ import json
 import random
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
-from gcma import cpio, paths, runner
+from gcma import cpio, kernel, paths, runner
 from gcma.errors import InfraError, UserError
 
 #: Debian arm64 packages unpacked into the guest (with their library deps).
@@ -106,12 +107,21 @@ def _link(staging: Path, path: str, target: str) -> None:
     link.symlink_to(target)
 
 
-def build_initramfs(modules_dist: Path | None = None) -> Path:
+def initramfs_path(variant: str = kernel.DEFAULT_VARIANT) -> Path:
+    suffix = "" if variant == kernel.DEFAULT_VARIANT else f"-{variant}"
+    return rootfs_dir() / f"initramfs{suffix}.cpio.gz"
+
+
+def build_initramfs(modules_dist: Path | None = None,
+                    test_modules_dist: Path | None = None,
+                    variant: str = kernel.DEFAULT_VARIANT) -> Path:
+    """Vendor modules go to /lib/modules/gcma (loaded at boot, in
+    modules.load order), scenario modules to /lib/modules/gcma-tests."""
     root = rootfs_dir()
     log = paths.logs_dir() / "rootfs.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
-    staging = root / "initramfs"
+    staging = root / f"initramfs-{variant}"
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -157,17 +167,18 @@ def build_initramfs(modules_dist: Path | None = None) -> Path:
     (staging / "root/.ssh/authorized_keys").chmod(0o600)
 
     build_device_tests(paths.PROJECT / "device_tests", staging / "usr/bin", log)
-    if modules_dist is not None and (modules_dist / "modules.load").exists():
-        dest = staging / "lib/modules/gcma"
-        dest.mkdir(parents=True, exist_ok=True)
-        for f in modules_dist.iterdir():
-            shutil.copy2(f, dest / f.name)
+    for dist, where in ((modules_dist, "gcma"), (test_modules_dist, "gcma-tests")):
+        if dist is not None and (dist / "modules.load").exists():
+            dest = staging / "lib/modules" / where
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in dist.iterdir():
+                shutil.copy2(f, dest / f.name)
 
     entries = [cpio.Entry("dev", stat.S_IFDIR | 0o755),
                cpio.Entry("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1)),
                cpio.Entry("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3))]
     entries += [e for e in cpio.entries_from_tree(staging) if e.name != "dev"]
-    image = root / "initramfs.cpio.gz"
+    image = initramfs_path(variant)
     cpio.write_gz(image, entries)
     runner.info(f"rootfs: {image} ({image.stat().st_size // 1024} KiB)")
     return image
@@ -188,25 +199,38 @@ def make_data_files(dest: Path, count: int, size: int, seed: int = 0x6C6D) -> di
     return manifest
 
 
-def build_data_disk(count: int = 48, size: int = 2 << 20, image_mib: int = 160) -> Path:
-    """ext4 image of ``count`` files of ``size`` bytes; rebuilt when they change."""
-    if count * size > (image_mib - 16) << 20:
-        raise UserError(f"{count} files of {size} bytes do not fit a {image_mib} MiB image")
+def _data_image(name: str, count: int, size: int, seed: int,
+                make: Callable[[Path, Path], list[str | Path]]) -> Path:
+    """An image of ``count`` generated files, rebuilt only when they change."""
     root = rootfs_dir()
-    image = root / "data.ext4"
-    spec = {"count": count, "size": size, "image_mib": image_mib, "version": 1}
-    spec_file = root / "data.json"
-    if image.exists() and spec_file.exists() and json.loads(spec_file.read_text()) == spec:
+    image = root / name
+    spec = {"count": count, "size": size, "seed": seed, "command": make(Path(), Path())}
+    spec_file = root / f"{name}.json"
+    if image.exists() and spec_file.exists() and \
+            json.loads(spec_file.read_text()) == json.loads(json.dumps(spec, default=str)):
         return image
-    log = paths.logs_dir() / "rootfs.log"
-    files = root / "data"
+    files = root / f"{name}.d"
     if files.exists():
         shutil.rmtree(files)
-    make_data_files(files, count, size)
+    make_data_files(files, count, size, seed)
     image.unlink(missing_ok=True)
-    runner.run(["mkfs.ext4", "-q", "-F", "-L", "gcma-data", "-E", "root_owner=0:0",
-                "-d", files, image, f"{image_mib}M"], log=log)
+    runner.run(make(files, image), log=paths.logs_dir() / "rootfs.log")
     shutil.rmtree(files)
-    spec_file.write_text(json.dumps(spec) + "\n")
+    spec_file.write_text(json.dumps(spec, default=str) + "\n")
     runner.info(f"rootfs: data disk {image}")
     return image
+
+
+def build_data_disk(count: int = 48, size: int = 2 << 20, image_mib: int = 160) -> Path:
+    """ext4 image (4 KiB blocks) of ``count`` files of ``size`` bytes, for /data."""
+    if count * size > (image_mib - 16) << 20:
+        raise UserError(f"{count} files of {size} bytes do not fit a {image_mib} MiB image")
+    return _data_image("data.ext4", count, size, 0x6C6D, lambda files, image: [
+        "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "gcma-data", "-E", "root_owner=0:0",
+        "-d", files, image, f"{image_mib}M"])
+
+
+def build_erofs_disk(count: int = 32, size: int = 2 << 20) -> Path:
+    """Uncompressed erofs image of ``count`` files of ``size`` bytes, for /erofs."""
+    return _data_image("data.erofs", count, size, 0xE50F, lambda files, image: [
+        "mkfs.erofs", image, files])

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gcma import dt, klog, paths, rootfs, runner
+from gcma import dt, kernel, klog, paths, rootfs, runner
 from gcma.errors import TargetError, UserError
 from gcma.machine import PL011_BASE, Machine
 from gcma.ssh import SshTransport
@@ -32,16 +32,19 @@ class Artefacts:
     kernel: Path
     initrd: Path
     dtb: Path
-    data_disk: Path | None = None
+    #: Data disks in order: /dev/vda (ext4, /data), /dev/vdb (erofs, /erofs).
+    disks: tuple[Path, ...] = ()
 
     @classmethod
-    def default(cls) -> Artefacts:
-        out = paths.out_dir()
-        disk = rootfs.rootfs_dir() / "data.ext4"
-        return cls(kernel=out / "kernel/build/arch/arm64/boot/Image",
-                   initrd=rootfs.rootfs_dir() / "initramfs.cpio.gz",
-                   dtb=dt.dt_dir() / "virt-gcma.dtb",
-                   data_disk=disk if disk.exists() else None)
+    def default(cls, variant: str = kernel.DEFAULT_VARIANT) -> Artefacts:
+        disks = []
+        for name in ("data.ext4", "data.erofs"):
+            if not (rootfs.rootfs_dir() / name).exists():
+                break
+            disks.append(rootfs.rootfs_dir() / name)
+        return cls(kernel=kernel.kernel_paths(variant).image,
+                   initrd=rootfs.initramfs_path(variant),
+                   dtb=dt.dt_dir() / "virt-gcma.dtb", disks=tuple(disks))
 
     def check(self) -> None:
         for label, path in (("kernel", self.kernel), ("initramfs", self.initrd),
@@ -87,9 +90,10 @@ def qemu_command(machine: Machine, art: Artefacts, port: int, console: Path,
             "-append", cmdline,
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
             "-device", "virtio-net-pci,netdev=net0"]
-    if art.data_disk is not None:
-        argv += ["-drive", f"file={art.data_disk},if=none,id=data,format=raw,snapshot=on",
-                 "-device", "virtio-blk-pci,drive=data"]
+    for i, disk in enumerate(art.disks):
+        # snapshot=on: the guest's writes go to a temporary overlay.
+        argv += ["-drive", f"file={disk},if=none,id=disk{i},format=raw,snapshot=on",
+                 "-device", f"virtio-blk-pci,drive=disk{i}"]
     return argv
 
 
@@ -144,7 +148,7 @@ class EmulatedTarget:
                                         stderr=subprocess.STDOUT, start_new_session=True)
             state = {"pid": proc.pid, "ssh_port": port, "started": time.time(),
                      "machine": asdict(machine), "command": argv,
-                     "artefacts": {k: str(v) if v else None for k, v in asdict(art).items()}}
+                     "artefacts": {k: str(v) for k, v in asdict(art).items()}}
             self.state_file.write_text(json.dumps(state, indent=2) + "\n")
             time.sleep(0.5)
             if proc.poll() is not None and "hostfwd" in qemu_log.read_text() and attempt < 2:

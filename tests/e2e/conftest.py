@@ -1,5 +1,6 @@
 """End-to-end fixtures: build once (a no-op when up to date), boot the emulated
-target once per session, and check the kernel log after every test."""
+target once per kernel variant (default, and debug with lockdep and DEBUG_VM),
+run every target test on each, and check the kernel log after every test."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from gcma import klog, pipeline
+from gcma import kernel, klog, pipeline
 from gcma.ssh import SshTransport
-from gcma.target import EmulatedTarget
+from gcma.target import Artefacts, EmulatedTarget
 
 
 @dataclass
 class Target:
     emulated: EmulatedTarget
     shell: SshTransport
+    variant: str
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,15 +30,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def built() -> None:
-    pipeline.build_all()
+    pipeline.build_all(variants=tuple(kernel.variants()))
+
+
+@pytest.fixture(scope="session", params=kernel.variants())
+def variant(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
-def target(built: None) -> Iterator[Target]:
-    emulated = EmulatedTarget(f"pytest-{os.getpid()}")
-    shell = emulated.start(timeout=300)
+def target(built: None, variant: str) -> Iterator[Target]:
+    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}")
+    shell = emulated.start(Artefacts.default(variant), timeout=300)
     try:
-        yield Target(emulated, shell)
+        yield Target(emulated, shell, variant)
     finally:
         shell.close()
         emulated.stop()

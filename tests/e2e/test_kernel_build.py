@@ -38,7 +38,7 @@ def test_symbol_that_does_not_stick_is_named(built: None, tmp_path: Path) -> Non
     frag = tmp_path / "bad.config"
     # The CMA heap needs DMA_CMA, which allnoconfig leaves off.
     frag.write_text("CONFIG_DMABUF_HEAPS=y\nCONFIG_DMABUF_HEAPS_CMA=y\n")
-    kp = kernel.KernelPaths(tmp_path / "k")
+    kp = kernel.KernelPaths(tmp_path / "k", tmp_path / "src")
     with pytest.raises(UserError) as info:
         kernel.configure(tree, kp, [frag], [], kernel.tree_version(tree),
                          Toolchain(use_ccache=False), tmp_path / "log")

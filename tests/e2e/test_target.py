@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gcma import klog, modules, paths
+from gcma import kernel, klog, modules, paths
 from gcma.errors import TargetError
 from gcma.report import parse_kv
-from gcma.target import EmulatedTarget
+from gcma.target import Artefacts, EmulatedTarget
 
 from .conftest import Target
 
@@ -26,7 +26,7 @@ def test_boot_log_is_clean(target: Target) -> None:
 
 
 def test_running_kernel_is_the_one_just_built(target: Target) -> None:
-    meta = json.loads((paths.out_dir() / "kernel" / "metadata.json").read_text())
+    meta = json.loads(kernel.kernel_paths(target.variant).metadata.read_text())
     assert target.shell.check("uname -r").strip() == meta["kernel"]["release"]
     assert target.shell.check("uname -v").strip() == meta["kernel"]["uts_version"]
     assert meta["source"]["kernel_version"].startswith("6.12")
@@ -83,8 +83,8 @@ def test_heap_alloc_reports_missing_heap(target: Target) -> None:
 
 def test_out_of_tree_module_builds_loads_unloads(target: Target) -> None:
     src = paths.PROJECT / "tests" / "fixtures" / "modules"
-    manifest = modules.build(src)
-    dist = modules.dist_dir(src)
+    manifest = modules.build(src, variant=target.variant)
+    dist = modules.dist_dir(src, target.variant)
     order = (dist / "modules.load").read_text().split()
     assert order == ["gcma_fixture_lookup.ko", "gcma_fixture_user.ko"]
     imports = (dist / "gcma_fixture_user.imports").read_text()
@@ -142,7 +142,7 @@ def test_push_pull_round_trip(target: Target, tmp_path: Path) -> None:
 
 def test_two_targets_at_once(target: Target) -> None:
     second = EmulatedTarget(f"{target.emulated.name}-b")
-    shell = second.start(timeout=300)
+    shell = second.start(Artefacts.default(target.variant), timeout=300)
     try:
         ports = {target.emulated.state()["ssh_port"], second.state()["ssh_port"]}  # type: ignore[index]
         assert len(ports) == 2

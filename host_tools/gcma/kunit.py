@@ -1,0 +1,43 @@
+"""Run the kernel's built-in KUnit suites on the emulated target.
+
+They are built in with CONFIG_KUNIT_DEFAULT_ENABLED off, so an ordinary
+boot skips them; a boot with ``kunit.enable=1`` runs them before init, and
+their KTAP lands on the console.
+"""
+
+from __future__ import annotations
+
+import json
+
+from gcma import kernel, klog, ktap, paths, runner
+from gcma.errors import CheckFailed
+from gcma.target import Artefacts, EmulatedTarget
+
+
+def run(name: str = "kunit", timeout: float = 600.0, filter_glob: str = "",
+        variant: str = kernel.DEFAULT_VARIANT) -> ktap.Report:
+    target = EmulatedTarget(name)
+    cmdline = "kunit.enable=1" + (f" kunit.filter_glob={filter_glob}" if filter_glob else "")
+    try:
+        target.start(Artefacts.default(variant), timeout=timeout,
+                     extra_cmdline=cmdline).close()
+    finally:
+        console = target.console.read_text(errors="replace") if target.console.exists() else ""
+        target.stop()
+    report = ktap.parse(console)
+    crashes = klog.scan(console)
+    out = paths.out_dir() / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"kunit-{variant}.json").write_text(json.dumps(
+        {"totals": report.totals(), "problems": report.problems(),
+         "kernel_log_findings": [f"{f.kind}: {f.line}" for f in crashes],
+         "suites": [{"name": s.name, "status": s.status, "planned": s.planned,
+                     "cases": [c.__dict__ for c in s.cases]} for s in report.suites]},
+        indent=2) + "\n")
+    t = report.totals()
+    runner.info(f"kunit: {t['suites']} suites, {t['cases']} cases: {t['pass']} passed, "
+                f"{t['fail']} failed, {t['skip']} skipped")
+    problems = report.problems() + [f"kernel log: {f.kind}: {f.line}" for f in crashes]
+    if problems or not report.ok:
+        raise CheckFailed("KUnit: " + "; ".join(problems or ["not ok"]))
+    return report

@@ -1,0 +1,34 @@
+"""Page-cache integrity with cleancache on ext4 and erofs while GCMA ranges
+are allocated and freed underneath."""
+
+from __future__ import annotations
+
+from gcma import integrity
+
+from .conftest import Target
+
+
+def test_no_stale_or_lost_data(target: Target) -> None:
+    donated_before = int(target.shell.check("cat /sys/kernel/mm/cleancache/donated"))
+    report = integrity.run(target.shell, rounds=2)  # raises on any mismatch
+    phases = {p["name"]: p for p in report["phases"]}  # type: ignore[attr-defined]
+    assert report["mismatches"] == 0
+    for name in ("ext4", "erofs"):
+        assert phases[name]["verified_reads"] > 0
+        assert phases[name]["stored"] > 0, phases[name]
+        assert phases[name]["restored"] > 0, phases[name]
+    mutations = phases["ext4-mutations"]
+    assert mutations["verified_reads"] == 14 * 2 * 3
+    assert mutations["stored"] > 0 and mutations["restored"] > 0
+    assert mutations["invalidated"] > 0
+    assert len(report["mutation_log"]) == 14  # type: ignore[arg-type]
+    assert all(line.endswith(" ok") for line in report["mutation_log"])  # type: ignore[union-attr]
+    stress = report["gcma_stress"]
+    assert stress["allocs"] > 0 and stress["bad_pages"] == 0  # type: ignore[index]
+    # Unloading the consumer unregistered its area: every page came back.
+    assert int(target.shell.check("cat /sys/kernel/mm/cleancache/donated")) == donated_before
+
+
+def test_cleancache_sysfs(target: Target) -> None:
+    names = set(target.shell.check("ls /sys/kernel/mm/cleancache").split())
+    assert set(integrity.COUNTERS) | {"donated", "pools"} <= names

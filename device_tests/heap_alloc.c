@@ -7,7 +7,16 @@
  * arrives zeroed, write and read back a pattern inside DMA_BUF_IOCTL_SYNC
  * brackets, then free it. Prints one key=value summary line per heap and
  * exits non-zero if any step failed on any heap.
+ *
+ * -H (hold): keep every buffer until all COUNT are allocated or one fails,
+ * then print how many succeeded and the first error, and free them all; to
+ * allocate an area to exhaustion. Exits 0 whatever the count.
+ *
+ * -e (errors): check that bad requests fail with the right errno: a zero
+ * length (EINVAL), a length larger than any heap can hold (ENOMEM), unknown
+ * fd flags and heap flags (EINVAL). Exits non-zero on a wrong answer.
  */
+#define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -142,9 +151,92 @@ static int run_heap(const char *name, size_t size, unsigned int count)
 	return failures ? 1 : 0;
 }
 
+static int alloc_fd(int heap_fd, uint64_t len, uint32_t fd_flags,
+		    uint64_t heap_flags)
+{
+	struct dma_heap_allocation_data data = {
+		.len = len,
+		.fd_flags = fd_flags,
+		.heap_flags = heap_flags,
+	};
+
+	if (ioctl(heap_fd, DMA_HEAP_IOCTL_ALLOC, &data) < 0)
+		return -errno;
+	return data.fd;
+}
+
+static int open_heap(const char *name)
+{
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), HEAP_DIR "/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		printf("heap=%s error=open:%s\n", name, strerror(errno));
+	return fd;
+}
+
+static int hold_heap(const char *name, size_t size, unsigned int count)
+{
+	int *fds = calloc(count, sizeof(*fds));
+	int heap_fd = open_heap(name), err = 0;
+	unsigned int held = 0, i;
+	uint64_t t0 = now_us();
+
+	if (heap_fd < 0 || !fds) {
+		free(fds);
+		return 1;
+	}
+	while (held < count) {
+		int fd = alloc_fd(heap_fd, size, O_RDWR | O_CLOEXEC, 0);
+
+		if (fd < 0) {
+			err = -fd;
+			break;
+		}
+		fds[held++] = fd;
+	}
+	printf("heap=%s size=%zu held=%u error=%s total_us=%llu\n", name, size, held,
+	       err ? strerrorname_np(err) : "none",
+	       (unsigned long long)(now_us() - t0));
+	for (i = 0; i < held; i++)
+		close(fds[i]);
+	free(fds);
+	close(heap_fd);
+	return 0;
+}
+
+static int expect(const char *name, const char *what, int got, int want)
+{
+	int ok = got == -want;
+
+	if (got >= 0)
+		close(got);
+	printf("heap=%s check=%s expected=%s got=%s %s\n", name, what,
+	       strerrorname_np(want), got >= 0 ? "success" : strerrorname_np(-got),
+	       ok ? "ok" : "WRONG");
+	return !ok;
+}
+
+static int check_errors(const char *name)
+{
+	int fd = open_heap(name), bad = 0;
+
+	if (fd < 0)
+		return 1;
+	bad |= expect(name, "zero-length", alloc_fd(fd, 0, O_RDWR, 0), EINVAL);
+	bad |= expect(name, "huge-length", alloc_fd(fd, 1ULL << 40, O_RDWR, 0), ENOMEM);
+	bad |= expect(name, "bad-fd-flags", alloc_fd(fd, 4096, O_RDWR | O_TRUNC, 0),
+		      EINVAL);
+	bad |= expect(name, "bad-heap-flags", alloc_fd(fd, 4096, O_RDWR, 1), EINVAL);
+	close(fd);
+	return bad;
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] (-a | HEAP...)\n");
+	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] [-H | -e] (-a | HEAP...)\n");
 	exit(2);
 }
 
@@ -164,13 +256,22 @@ static size_t parse_size(const char *arg)
 	return v;
 }
 
+static int run_one(int mode, const char *name, size_t size, unsigned int count)
+{
+	if (mode == 'H')
+		return hold_heap(name, size, count);
+	if (mode == 'e')
+		return check_errors(name);
+	return run_heap(name, size, count);
+}
+
 int main(int argc, char **argv)
 {
 	size_t size = 1 << 20;
 	unsigned long count = 10;
-	int opt, all = 0, rc = 0;
+	int opt, all = 0, rc = 0, mode = 0;
 
-	while ((opt = getopt(argc, argv, "s:n:a")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:aHe")) != -1) {
 		switch (opt) {
 		case 's':
 			size = parse_size(optarg);
@@ -182,6 +283,10 @@ int main(int argc, char **argv)
 			break;
 		case 'a':
 			all = 1;
+			break;
+		case 'H':
+		case 'e':
+			mode = opt;
 			break;
 		default:
 			usage();
@@ -199,7 +304,7 @@ int main(int argc, char **argv)
 		}
 		for (i = 0; i < n; i++) {
 			if (names[i]->d_name[0] != '.')
-				rc |= run_heap(names[i]->d_name, size, count);
+				rc |= run_one(mode, names[i]->d_name, size, count);
 			free(names[i]);
 		}
 		free(names);
@@ -208,6 +313,6 @@ int main(int argc, char **argv)
 	if (optind >= argc)
 		usage();
 	for (; optind < argc; optind++)
-		rc |= run_heap(argv[optind], size, count);
+		rc |= run_one(mode, argv[optind], size, count);
 	return rc;
 }

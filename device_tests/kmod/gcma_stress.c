@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Scenario module: register one device-tree area with GCMA and keep allocating
- * and freeing random ranges of it from a kernel thread, so that pages lent
- * to cleancache are taken back while the page cache is being exercised.
- * Each allocated range is written and read back before it is freed.
+ * Scenario module: keep allocating and freeing random ranges of one GCMA
+ * area (of gcma_area.ko) from a kernel thread, so that pages lent to
+ * cleancache are taken back while the page cache is being exercised. Each
+ * allocated range is written and read back before it is freed.
  *
  * Counters are read-only module parameters under
  * /sys/module/gcma_stress/parameters/.
@@ -11,18 +11,16 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/delay.h>
-#include <linux/gcma.h>
 #include <linux/highmem.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
-#include <linux/of.h>
-#include <linux/of_reserved_mem.h>
-#include <linux/pfn.h>
 #include <linux/random.h>
+
+#include "gcma_area.h"
 
 static char *area = "video";
 module_param(area, charp, 0444);
-MODULE_PARM_DESC(area, "label of the gcma,area node to use");
+MODULE_PARM_DESC(area, "name of the GCMA area to use");
 
 static unsigned int max_pages = 512;
 module_param(max_pages, uint, 0444);
@@ -39,8 +37,7 @@ module_param(pages_allocated, ulong, 0444);
 module_param(bad_pages, ulong, 0444);
 
 static struct task_struct *gcma_stress_task;
-static unsigned long gcma_stress_pfn, gcma_stress_count;
-static char gcma_stress_name[32];
+static struct gcma_area *gcma_stress_area;
 
 static bool gcma_stress_check_page(unsigned long pfn, u32 seed)
 {
@@ -58,21 +55,20 @@ static bool gcma_stress_check_page(unsigned long pfn, u32 seed)
 
 static int gcma_stress_thread(void *unused)
 {
-	while (!kthread_should_stop()) {
-		unsigned long n = 1 + get_random_u32_below(max_pages);
-		unsigned long start, i;
+	unsigned long total = gcma_area_pages(gcma_stress_area);
 
-		n = min(n, gcma_stress_count);
-		start = gcma_stress_pfn +
-			get_random_u32_below(gcma_stress_count - n + 1);
-		if (gcma_alloc_range(start, n, GFP_KERNEL)) {
+	while (!kthread_should_stop()) {
+		unsigned long n = 1 + get_random_u32_below(min(max_pages, total));
+		unsigned long pfn, i;
+
+		if (gcma_area_alloc(gcma_stress_area, n, 0, &pfn)) {
 			alloc_failures++;
 		} else {
 			for (i = 0; i < n; i++)
-				if (!gcma_stress_check_page(start + i, start + i))
+				if (!gcma_stress_check_page(pfn + i, pfn + i))
 					bad_pages++;
-			if (gcma_free_range(start, n))
-				pr_err("free of %lu pages at %#lx failed\n", n, start);
+			if (gcma_area_free(gcma_stress_area, pfn, n))
+				pr_err("free of %lu pages at %#lx failed\n", n, pfn);
 			allocs++;
 			pages_allocated += n;
 		}
@@ -81,60 +77,21 @@ static int gcma_stress_thread(void *unused)
 	return 0;
 }
 
-static struct reserved_mem *gcma_stress_find_area(void)
-{
-	struct reserved_mem *rmem = NULL;
-	struct device_node *np, *region;
-	const char *label;
-
-	for_each_compatible_node(np, NULL, "gcma,area") {
-		if (of_property_read_string(np, "label", &label) ||
-		    strcmp(label, area))
-			continue;
-		region = of_parse_phandle(np, "memory-region", 0);
-		if (region) {
-			rmem = of_reserved_mem_lookup(region);
-			of_node_put(region);
-		}
-		of_node_put(np);
-		break;
-	}
-	return rmem;
-}
-
 static int __init gcma_stress_init(void)
 {
-	struct reserved_mem *rmem = gcma_stress_find_area();
-	int err;
-
-	if (!rmem || !max_pages)
+	gcma_stress_area = gcma_area_find(area);
+	if (!gcma_stress_area || !max_pages)
 		return -EINVAL;
-	gcma_stress_pfn = PHYS_PFN(rmem->base);
-	gcma_stress_count = rmem->size >> PAGE_SHIFT;
-	snprintf(gcma_stress_name, sizeof(gcma_stress_name), "stress-%s", area);
-	err = gcma_register_area(gcma_stress_name, gcma_stress_pfn,
-				 gcma_stress_count);
-	if (err)
-		return err;
 	gcma_stress_task = kthread_run(gcma_stress_thread, NULL, "gcma_stress");
-	if (IS_ERR(gcma_stress_task)) {
-		err = PTR_ERR(gcma_stress_task);
-		goto unregister_area;
-	}
-	pr_info("area %s: %lu pages at pfn %#lx\n", area, gcma_stress_count,
-		gcma_stress_pfn);
+	if (IS_ERR(gcma_stress_task))
+		return PTR_ERR(gcma_stress_task);
+	pr_info("area %s: %lu pages\n", area, gcma_area_pages(gcma_stress_area));
 	return 0;
-
-unregister_area:
-	gcma_unregister_area(gcma_stress_name);
-	return err;
 }
 
 static void __exit gcma_stress_exit(void)
 {
 	kthread_stop(gcma_stress_task);
-	if (gcma_unregister_area(gcma_stress_name))
-		pr_err("area %s could not be unregistered\n", area);
 	pr_info("%lu allocations, %lu pages, %lu failures, %lu bad pages\n",
 		allocs, pages_allocated, alloc_failures, bad_pages);
 }

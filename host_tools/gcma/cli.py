@@ -47,7 +47,8 @@ def cmd_kernel_build(args: argparse.Namespace) -> int:
 
 
 def cmd_modules_build(args: argparse.Namespace) -> int:
-    manifest = modules.build(args.src, args.kdir, variant=args.variant)
+    manifest = modules.build(args.src, args.kdir, variant=args.variant,
+                             uses=tuple(args.uses or ()))
     if args.symbol_list:
         problems = modules.check_symbol_list(manifest, args.symbol_list)
         if problems:
@@ -58,6 +59,15 @@ def cmd_modules_build(args: argparse.Namespace) -> int:
 
 def cmd_dtb_build(args: argparse.Namespace) -> int:
     print(dt.build(VIRT, args.overlay or None, args.name))
+    return 0
+
+
+def cmd_dtb_validate(args: argparse.Namespace) -> int:
+    problems = dt.validate(args.overlay or None)
+    if problems:
+        raise UserError("device tree does not match the bindings in dts/bindings:\n  "
+                        + "\n  ".join(problems))
+    print("valid")
     return 0
 
 
@@ -199,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kdir", type=Path, default=None,
                    help="built kernel tree to build against (default: ours)")
     variant_opt(p)
+    p.add_argument("--uses", type=Path, action="append",
+                   help="module folder built before whose exports these modules import")
     p.add_argument("--symbol-list", type=Path,
                    help="KMI symbol list (abi_gki format) every kernel import must be in")
     p.set_defaults(func=cmd_modules_build)
@@ -210,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="overlay source (.dtso), repeatable (default: dts/virt-gcma.dtso)")
     p.add_argument("--name", default="virt-gcma", help="output name (default: virt-gcma)")
     p.set_defaults(func=cmd_dtb_build)
+    p = d.add_parser("validate", help="check our overlays against dts/bindings (dtschema)")
+    p.add_argument("--overlay", type=Path, action="append",
+                   help="overlay source (.dtso), repeatable (default: dts/virt-gcma.dtso)")
+    p.set_defaults(func=cmd_dtb_validate)
 
     r = sub.add_parser("rootfs", help="initramfs and data disk").add_subparsers(
         dest="action", required=True, parser_class=_Parser)

@@ -9,7 +9,9 @@ outside RAM crashes the kernel before the console is up).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -121,3 +123,75 @@ def machine_of(dtb: Path) -> dict[str, object]:
     if not sidecar.exists():
         raise UserError(f"{dtb}: no {sidecar.name}; build it with 'gcma dtb build'")
     return dict(json.loads(sidecar.read_text()))
+
+
+BINDINGS = paths.PROJECT / "dts" / "bindings"
+#: The smallest tree our overlays apply to: schema checks then see our nodes
+#: only, not QEMU's (whose properties dtschema cannot type from a DTB).
+_SCHEMA_BASE = """/dts-v1/;
+/ {
+	#address-cells = <2>;
+	#size-cells = <2>;
+	compatible = "linux,dummy-virt";
+	model = "gcma binding check";
+};
+"""
+
+
+def _dtschema_tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else name
+
+
+def processed_schema(log: Path) -> Path:
+    """dtschema's core schemas plus ours (dts/bindings), preprocessed once."""
+    out = dt_dir() / "schema.json"
+    digest = hashlib.sha256()
+    for f in sorted(BINDINGS.glob("*.yaml")):
+        digest.update(f.name.encode() + f.read_bytes())
+    stamp = dt_dir() / "schema.sha256"
+    if out.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for binding in sorted(BINDINGS.glob("*.yaml")):
+        res = runner.run([_dtschema_tool("dt-doc-validate"), "-u", BINDINGS, binding],
+                         log=log, check=False, capture=True)
+        if res.returncode != 0 or res.output.strip():
+            raise UserError(f"binding {binding} is not a valid schema:\n{res.output.strip()}")
+    # Without -u: the core schemas (reserved-memory among them) and ours.
+    res = runner.run([_dtschema_tool("dt-mk-schema"), "-j", BINDINGS, "-o", out],
+                     log=log, check=False, capture=True)
+    if res.returncode != 0:
+        out.unlink(missing_ok=True)
+        raise UserError(f"dt-mk-schema failed:\n{res.output.strip()[-2000:]}")
+    stamp.write_text(digest.hexdigest())
+    return out
+
+
+def validate(overlays: list[Path] | None = None) -> list[str]:
+    """Schema problems of our overlays' nodes (empty: valid)."""
+    if overlays is None:
+        overlays = [paths.PROJECT / "dts" / o for o in DEFAULT_OVERLAYS]
+    out = dt_dir() / "schema-check"
+    out.mkdir(parents=True, exist_ok=True)
+    log = paths.logs_dir() / "dt-validate.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    schema = processed_schema(log)
+    base_src = out / "base.dts"
+    base_src.write_text(_SCHEMA_BASE)
+    runner.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", out / "base.dtb", base_src],
+               log=log)
+    dtbos = []
+    for overlay in overlays:
+        dtbo = out / (overlay.stem + ".dtbo")
+        compile_overlay(overlay, dtbo, log)
+        dtbos.append(dtbo)
+    merged = out / "checked.dtb"
+    runner.run(["fdtoverlay", "-i", out / "base.dtb", "-o", merged, *dtbos], log=log)
+    res = runner.run([_dtschema_tool("dt-validate"), "-s", schema, merged], log=log,
+                     check=False, capture=True)
+    problems = [ln.split(".dtb: ", 1)[-1] for ln in res.output.splitlines()
+                if ln.strip() and not ln.lstrip().startswith("from schema")]
+    if res.returncode != 0 and not problems:
+        problems = [f"dt-validate failed with exit code {res.returncode}"]
+    return problems

@@ -41,6 +41,11 @@ class KernelPaths:
         return self.build / "arch" / "arm64" / "boot" / "Image"
 
     @property
+    def headers(self) -> Path:
+        """UAPI headers (make headers_install)."""
+        return self.build / "usr" / "include"
+
+    @property
     def metadata(self) -> Path:
         return self.root / "metadata.json"
 
@@ -209,8 +214,9 @@ def build(tarball: Path = DEFAULT_TARBALL, *, variant: str = DEFAULT_VARIANT,
 
     t = time.monotonic()
     runner.info(f"kernel: building Image and modules, log in {log}")
+    # headers_install: the UAPI headers on-target programs (selftests) build with.
     runner.run(["make", "-C", tree, f"O={kp.build}", *tc.make_vars(), f"-j{tc.jobs}",
-                "Image", "modules"], env=tc.env(), log=log, progress="kernel")
+                "Image", "modules", "headers_install"], env=tc.env(), log=log, progress="kernel")
     durations["build"] = time.monotonic() - t
 
     release = (kp.build / "include/config/kernel.release").read_text().strip()

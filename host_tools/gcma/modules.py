@@ -75,13 +75,28 @@ def _undefined(ko: Path, tc: Toolchain) -> list[str]:
     return sorted({line.split()[-1] for line in raw.splitlines() if line.strip()})
 
 
+def gcma_api(kdir: Path) -> str | None:
+    """Which GCMA API a kernel tree has: "upstream" (ours), "android" or None."""
+    for header in (kdir / "include/linux/gcma.h", kdir / "source/include/linux/gcma.h"):
+        if header.exists():
+            text = header.read_text(errors="replace")
+            if "register_gcma_area" in text:
+                return "android"
+            if "gcma_register_area" in text:
+                return "upstream"
+    return None
+
+
 def build(src: Path | None = None, kdir: Path | None = None,
-          tc: Toolchain | None = None,
-          variant: str = kernel.DEFAULT_VARIANT) -> dict[str, object]:
+          tc: Toolchain | None = None, variant: str = kernel.DEFAULT_VARIANT,
+          uses: tuple[Path, ...] = ()) -> dict[str, object]:
     """Build every module under ``src`` (a Kbuild folder) against ``kdir``.
 
     Without ``kdir``, against our kernel of ``variant``: modules are built per
     kernel variant, since symbol versions (MODVERSIONS) differ between them.
+    ``uses`` names other module folders, built before, whose exports these
+    modules import (KBUILD_EXTRA_SYMBOLS) and whose headers they include
+    (GCMA_VENDOR_INC, for the first).
     """
     src = (src or paths.PROJECT / "vendor_modules").resolve()
     kdir = (kdir or kernel.kernel_paths(variant).build).resolve()
@@ -99,8 +114,14 @@ def build(src: Path | None = None, kdir: Path | None = None,
     work.mkdir(parents=True, exist_ok=True)
     protect = [f"--filter=P {p}" for p in _PROTECT]
     runner.run(["rsync", "-a", "--delete", *protect, f"{src}/", f"{work}/"], log=log)
-    runner.run(["make", "-C", kdir, f"M={work}", *tc.make_vars(), f"-j{tc.jobs}", "modules"],
-               env=tc.env(), log=log, progress="modules")
+    api = gcma_api(kdir)
+    extra = [f"GCMA_API={api}"] if api else []
+    if uses:
+        symvers = [_root(u.resolve(), variant) / "build" / "Module.symvers" for u in uses]
+        extra += [f"KBUILD_EXTRA_SYMBOLS={' '.join(str(s) for s in symvers)}",
+                  f"GCMA_VENDOR_INC={uses[0].resolve()}"]
+    runner.run(["make", "-C", kdir, f"M={work}", *tc.make_vars(), *extra, f"-j{tc.jobs}",
+                "modules"], env=tc.env(), log=log, progress="modules")
 
     order_file = work / "modules.order"
     built = [line.strip() for line in order_file.read_text().splitlines() if line.strip()] \
@@ -118,6 +139,8 @@ def build(src: Path | None = None, kdir: Path | None = None,
         name = ko.stem.replace("-", "_")
         infos[name] = ModuleInfo(name, ko, _modinfo_depends(ko))
     own_symvers = read_symvers(work / "Module.symvers")
+    for u in uses:
+        own_symvers.update(read_symvers(_root(u.resolve(), variant) / "build" / "Module.symvers"))
     kernel_symvers = read_symvers(kdir / "Module.symvers")
     for info in infos.values():
         for sym in _undefined(info.path, tc):
@@ -134,6 +157,7 @@ def build(src: Path | None = None, kdir: Path | None = None,
     manifest: dict[str, object] = {
         "kdir": str(kdir),
         "src": str(src),
+        "gcma_api": api,
         "modules": [{"name": n, "file": infos[n].path.name, "depends": infos[n].depends,
                      "imports": infos[n].imports} for n in order],
     }

@@ -13,6 +13,7 @@ from gcma.report import parse_kv, table
 from gcma.target import EmulatedTarget
 from gcma.toolchain import Toolchain
 
+VENDOR_MODULES = paths.PROJECT / "vendor_modules"
 #: Kernel modules that test scenarios load on the target (not vendor modules).
 TEST_MODULES = paths.PROJECT / "device_tests" / "kmod"
 
@@ -34,7 +35,7 @@ def build_all(tc: Toolchain | None = None,
         done(f"kernel-{variant}", t)
         t = time.monotonic()
         modules.build(variant=variant)
-        modules.build(TEST_MODULES, variant=variant)
+        modules.build(TEST_MODULES, variant=variant, uses=(VENDOR_MODULES,))
         done("modules", t)
     t = time.monotonic()
     dt.build(VIRT)

@@ -87,6 +87,26 @@ def build_device_tests(src: Path, dest: Path, log: Path) -> list[Path]:
     return programs
 
 
+#: Kernel selftests built from the kernel tree for the target: (source, name).
+KERNEL_SELFTESTS = (("tools/testing/selftests/dmabuf-heaps/dmabuf-heap.c", "dmabuf-heap"),)
+
+
+def build_kernel_selftests(dest: Path, log: Path,
+                           variant: str = kernel.DEFAULT_VARIANT) -> list[Path]:
+    """The kernel's own selftests we run, cross-built static against its UAPI."""
+    kp = kernel.kernel_paths(variant)
+    tree = kernel.find_tree(kp)
+    if tree is None or not kp.headers.exists():
+        raise UserError("kernel tree or UAPI headers missing: build the kernel first")
+    built = []
+    for source, name in KERNEL_SELFTESTS:
+        binary = dest / name
+        runner.run([CROSS_CC, "-O2", "-static", "-I", tree / "tools/testing/selftests",
+                    "-I", kp.headers, "-o", binary, tree / source], log=log)
+        built.append(binary)
+    return built
+
+
 def _missing_libraries(staging: Path, elf: Path) -> list[str]:
     out = runner.output(["readelf", "-d", str(elf)])
     missing = []
@@ -167,6 +187,7 @@ def build_initramfs(modules_dist: Path | None = None,
     (staging / "root/.ssh/authorized_keys").chmod(0o600)
 
     build_device_tests(paths.PROJECT / "device_tests", staging / "usr/bin", log)
+    build_kernel_selftests(staging / "usr/bin", log, variant)
     for dist, where in ((modules_dist, "gcma"), (test_modules_dist, "gcma-tests")):
         if dist is not None and (dist / "modules.load").exists():
             dest = staging / "lib/modules" / where

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * One place for every GCMA call of the vendor modules.
+ *
+ * Two GCMA APIs exist. Ours (and the upstream "Guaranteed CMA" series)
+ * takes page frame numbers and counts and returns errors; Android kernels
+ * export register_gcma_area(name, base, size) and gcma_alloc_range() /
+ * gcma_free_range() with an inclusive end pfn and no return value, and no
+ * way to unregister an area. The build tool detects which one the target
+ * kernel has and passes -DGCMA_API_ANDROID for the latter.
+ */
+#ifndef _GCMA_COMPAT_H
+#define _GCMA_COMPAT_H
+
+#include <linux/gcma.h>
+#include <linux/module.h>
+#include <linux/pfn.h>
+#include <linux/types.h>
+#include <linux/version.h>
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+#define GCMA_IMPORT_NS(ns)	MODULE_IMPORT_NS(#ns)
+#else
+#define GCMA_IMPORT_NS(ns)	MODULE_IMPORT_NS(ns)
+#endif
+
+#ifdef GCMA_API_ANDROID
+
+static inline int gcma_compat_register(const char *name, phys_addr_t base,
+				       phys_addr_t size)
+{
+	return register_gcma_area(name, base, size);
+}
+
+/* Areas cannot be given back: modules that register them stay loaded. */
+static inline bool gcma_compat_can_unregister(void)
+{
+	return false;
+}
+
+static inline int gcma_compat_unregister(const char *name)
+{
+	return -EOPNOTSUPP;
+}
+
+/* Android's calls cannot fail for a range that is free and inside an area. */
+static inline int gcma_compat_alloc(unsigned long pfn, unsigned long count)
+{
+	gcma_alloc_range(pfn, pfn + count - 1);
+	return 0;
+}
+
+static inline int gcma_compat_free(unsigned long pfn, unsigned long count)
+{
+	gcma_free_range(pfn, pfn + count - 1);
+	return 0;
+}
+
+#else /* the upstream-style API of our GKI-equivalent kernel */
+
+static inline int gcma_compat_register(const char *name, phys_addr_t base,
+				       phys_addr_t size)
+{
+	return gcma_register_area(name, PHYS_PFN(base), size >> PAGE_SHIFT);
+}
+
+static inline bool gcma_compat_can_unregister(void)
+{
+	return true;
+}
+
+static inline int gcma_compat_unregister(const char *name)
+{
+	return gcma_unregister_area(name);
+}
+
+static inline int gcma_compat_alloc(unsigned long pfn, unsigned long count)
+{
+	return gcma_alloc_range(pfn, count, GFP_KERNEL);
+}
+
+static inline int gcma_compat_free(unsigned long pfn, unsigned long count)
+{
+	return gcma_free_range(pfn, count);
+}
+
+#endif /* GCMA_API_ANDROID */
+
+#endif /* _GCMA_COMPAT_H */

@@ -24,6 +24,7 @@
 #include <linux/of_address.h>
 #include <linux/of_reserved_mem.h>
 #include <linux/slab.h>
+#include <linux/sort.h>
 #include <linux/string.h>
 
 #include "gcma_area.h"
@@ -343,18 +344,46 @@ static const char *gcma_area_from_node(struct device_node *np)
 	return reason;
 }
 
+static int gcma_area_node_cmp(const void *a, const void *b)
+{
+	const struct device_node *x = *(const struct device_node **)a;
+	const struct device_node *y = *(const struct device_node **)b;
+
+	return strcmp(x->full_name, y->full_name);
+}
+
+/*
+ * Nodes are taken in the order of their names, so that which of two
+ * conflicting nodes (same label, overlapping regions) is rejected does not
+ * depend on how the device tree was assembled: the later name is.
+ */
 static void gcma_area_from_dt(void)
 {
-	struct device_node *np;
+	struct device_node *np, **nodes;
+	unsigned int nr = 0, i;
 	const char *reason;
 
-	for_each_compatible_node(np, NULL, "gcma,area") {
-		if (!of_device_is_available(np))
-			continue;
-		reason = gcma_area_from_node(np);
-		if (reason)
-			pr_err("%pOF: rejected: %s\n", np, reason);
+	for_each_compatible_node(np, NULL, "gcma,area")
+		nr++;
+	nodes = kcalloc(nr, sizeof(*nodes), GFP_KERNEL);
+	if (!nodes)
+		return;
+	i = 0;
+	for_each_compatible_node(np, NULL, "gcma,area")
+		if (i < nr)
+			nodes[i++] = of_node_get(np);
+	nr = i;
+	sort(nodes, nr, sizeof(*nodes), gcma_area_node_cmp, NULL);
+
+	for (i = 0; i < nr; i++) {
+		if (of_device_is_available(nodes[i])) {
+			reason = gcma_area_from_node(nodes[i]);
+			if (reason)
+				pr_err("%pOF: rejected: %s\n", nodes[i], reason);
+		}
+		of_node_put(nodes[i]);
 	}
+	kfree(nodes);
 }
 
 static void gcma_area_from_reserve_mem(void)

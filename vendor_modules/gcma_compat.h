@@ -16,9 +16,9 @@
 #include <linux/module.h>
 #include <linux/pfn.h>
 #include <linux/types.h>
-#include <linux/version.h>
 
-#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+/* Kbuild sets GCMA_NS_IS_STRING from Linux 6.13 on, where it takes a string. */
+#ifdef GCMA_NS_IS_STRING
 #define GCMA_IMPORT_NS(ns)	MODULE_IMPORT_NS(#ns)
 #else
 #define GCMA_IMPORT_NS(ns)	MODULE_IMPORT_NS(ns)

@@ -28,12 +28,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+#: GCMA_TEST_VARIANTS=default runs the target tests on one variant only (for
+#: quick local runs); CI runs them on all.
+VARIANTS = [v for v in os.environ.get("GCMA_TEST_VARIANTS", "").split(",") if v] \
+    or kernel.variants()
+
+
 @pytest.fixture(scope="session")
 def built() -> None:
-    pipeline.build_all(variants=tuple(kernel.variants()))
+    pipeline.build_all(variants=tuple(VARIANTS))
 
 
-@pytest.fixture(scope="session", params=kernel.variants())
+@pytest.fixture(scope="session", params=VARIANTS)
 def variant(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

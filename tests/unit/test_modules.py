@@ -39,3 +39,17 @@ def test_symbol_list_check(tmp_path: Path) -> None:
         {"name": "b", "file": "b.ko", "imports": [
             {"symbol": "a_helper", "provider": "a", "namespace": ""}]}]}
     assert modules.check_symbol_list(manifest, lst) == [f"a.ko: secret is not in {lst}"]
+
+
+def test_gcma_api_detection(tmp_path: Path) -> None:
+    ours, android, none = tmp_path / "ours", tmp_path / "android", tmp_path / "none"
+    (ours / "source/include/linux").mkdir(parents=True)
+    (ours / "source/include/linux/gcma.h").write_text(
+        "int gcma_register_area(const char *name, unsigned long start_pfn,\n")
+    (android / "include/linux").mkdir(parents=True)
+    (android / "include/linux/gcma.h").write_text(
+        "extern int register_gcma_area(const char *name, phys_addr_t base,\n")
+    none.mkdir()
+    assert modules.gcma_api(ours) == "upstream"
+    assert modules.gcma_api(android) == "android"
+    assert modules.gcma_api(none) is None

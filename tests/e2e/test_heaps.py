@@ -1,0 +1,184 @@
+"""The vendor modules on the emulated target: areas, heaps, errors, lifetime."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from gcma import dt, klog, paths
+from gcma.machine import VIRT
+from gcma.report import parse_kv
+from gcma.target import Artefacts, EmulatedTarget
+
+from .conftest import Target
+
+MIB = 1 << 20
+AREAS = {"camera": 128 * MIB, "video": 64 * MIB}
+
+
+def _pool(target: Target, area: str, counter: str) -> int:
+    return int(target.shell.check(f"cat /sys/kernel/mm/cleancache/pools/{area}/{counter}"))
+
+
+def test_modules_loaded_in_order_and_heaps_exist(target: Target) -> None:
+    console = target.emulated.console.read_text()
+    assert console.index("loaded gcma_area.ko") < console.index("loaded gcma_heap.ko")
+    heaps = target.shell.check("ls /dev/dma_heap").split()
+    assert {"camera", "video", "linux,cma", "system"} <= set(heaps)
+    for area, size in AREAS.items():
+        assert _pool(target, area, "donated") == size // 4096
+
+
+def test_kernel_dmabuf_heap_selftest(target: Target) -> None:
+    res = target.shell.run("dmabuf-heap", timeout=600)
+    heaps = target.shell.check("ls /dev/dma_heap").split()
+    results: dict[str, list[str]] = {}
+    current = None
+    for line in res.stdout.splitlines():
+        if m := re.match(r"# Testing heap: (\S+)", line):
+            current = m.group(1)
+            results[current] = []
+        elif current and re.match(r"(not )?ok \d+", line):
+            results[current].append(line)
+    assert set(results) == set(heaps), res.stdout[-2000:]
+    for heap, lines in results.items():
+        assert len(lines) == 11, (heap, lines)
+        bad = [ln for ln in lines if ln.startswith("not ok") or "# SKIP" in ln.upper()]
+        assert not bad, (heap, bad)
+    totals = re.search(r"# Totals: pass:(\d+) fail:(\d+) xfail:\d+ xpass:\d+ skip:(\d+)",
+                       res.stdout)
+    assert totals and totals.groups() == (str(11 * len(heaps)), "0", "0"), res.stdout[-500:]
+    assert res.ok
+
+
+@pytest.mark.parametrize("area", sorted(AREAS))
+def test_exhaust_area_then_everything_comes_back(target: Target, area: str) -> None:
+    expect = AREAS[area] // (16 * MIB)
+    for _ in range(2):
+        row = parse_kv(target.shell.check(f"heap_alloc -H -s 16M -n {expect + 1} {area}"))
+        assert row["held"] == str(expect) and row["error"] == "ENOMEM", row
+    row = parse_kv(target.shell.check(f"heap_alloc -H -s 1M -n {AREAS[area] // MIB} {area}"))
+    assert row["held"] == str(AREAS[area] // MIB) and row["error"] == "none", row
+    assert _pool(target, area, "donated") == AREAS[area] // 4096
+
+
+def test_allocation_takes_cached_pages_back(target: Target) -> None:
+    """Pages lent to cleancache come back at once when the whole area is allocated."""
+    target.shell.check("cat /data/*.bin /erofs/*.bin > /dev/null && "
+                       "echo 1 > /proc/sys/vm/drop_caches")
+    cached = _pool(target, "camera", "cached")
+    recalled = _pool(target, "camera", "recalled")
+    assert cached > 0
+    row = parse_kv(target.shell.check("heap_alloc -s 128M -n 1 camera", timeout=300))
+    assert row["ok"] == "1" and row["not_zero"] == "0", row
+    assert _pool(target, "camera", "recalled") - recalled == cached
+    assert _pool(target, "camera", "cached") == 0
+    # Freed, the range is donated again, all of it.
+    assert _pool(target, "camera", "donated") == AREAS["camera"] // 4096
+
+
+def test_bad_requests_fail_with_the_right_errno(target: Target) -> None:
+    res = target.shell.run("heap_alloc -e camera video linux,cma")
+    assert res.ok, res.stdout
+    assert res.stdout.count(" ok\n") == 12
+
+
+def test_heap_statistics(target: Target) -> None:
+    target.shell.check("heap_alloc -s 1M -n 3 video")
+    stats = dict(line.split(": ", 1) for line in
+                 target.shell.check("cat /sys/kernel/debug/gcma_heap/video").splitlines())
+    assert int(stats["allocations"]) >= 3
+    assert stats["bytes_in_use"] == "0"
+    assert int(stats["peak_bytes"]) >= MIB
+    assert re.fullmatch(r"<\d+:\d+( <\d+:\d+)*", stats["latency_us"])
+
+
+def test_unload_is_refused_and_harmless(target: Target) -> None:
+    res = target.shell.run("rmmod gcma_heap")
+    assert not res.ok
+    res = target.shell.run("rmmod gcma_area")
+    assert not res.ok
+    modules = target.shell.check("cat /proc/modules")
+    assert "gcma_heap" in modules and "gcma_area" in modules
+    assert parse_kv(target.shell.check("heap_alloc -s 4M -n 2 camera"))["ok"] == "2"
+
+
+@pytest.fixture
+def bare_target(built: None, variant: str) -> Iterator[Target]:
+    """A target that does not load the vendor modules, with a reserve_mem region."""
+    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-bare")
+    shell = emulated.start(Artefacts.default(variant), timeout=300,
+                           extra_cmdline="gcma.skip=gcma_area,gcma_heap "
+                                         "reserve_mem=8M:4096:rmtest")
+    try:
+        yield Target(emulated, shell, variant)
+    finally:
+        shell.close()
+        emulated.stop()
+
+
+def test_area_module_unload_returns_every_page(bare_target: Target) -> None:
+    t = bare_target.shell
+    assert t.check("ls /sys/kernel/mm/cleancache/pools").split() == []
+    for _ in range(2):
+        t.check("insmod /lib/modules/gcma/gcma_area.ko")
+        assert int(t.check("cat /sys/kernel/mm/cleancache/donated")) == 49152
+        t.check("rmmod gcma_area")
+        assert int(t.check("cat /sys/kernel/mm/cleancache/donated")) == 0
+        assert t.check("ls /sys/kernel/mm/cleancache/pools").split() == []
+    log = t.check("dmesg")
+    assert log.count("camera: returned to reserved memory") == 2
+    assert log.count("video: returned to reserved memory") == 2
+
+
+def test_reserve_mem_source(bare_target: Target) -> None:
+    t = bare_target.shell
+    t.check("insmod /lib/modules/gcma/gcma_area.ko source=reserve_mem names=rmtest,nosuch")
+    t.check("insmod /lib/modules/gcma/gcma_heap.ko")
+    assert "reserve_mem:nosuch: rejected: no such reserve_mem region" in t.check("dmesg")
+    assert t.check("ls /dev/dma_heap").split().count("rmtest") == 1
+    row = parse_kv(t.check("heap_alloc -H -s 1M -n 9 rmtest"))
+    assert row["held"] == "8" and row["error"] == "ENOMEM", row
+
+
+BAD_AREAS = {
+    "gcma-area-x-cma": "memory-region is already a CMA pool",
+    "gcma-area-x-dangling": "memory-region does not point to a node",
+    "gcma-area-x-duplabel": "name already used by another area",
+    "gcma-area-x-nolabel": "no label",
+    "gcma-area-x-nomap": "memory-region is no-map (GCMA needs it mapped)",
+    "gcma-area-x-nophandle": "no memory-region",
+    "gcma-area-x-outside": "outside RAM",
+    "gcma-area-x-overlap": "overlaps another area",
+    "gcma-area-x-unaligned": "base or size not page aligned",
+    "gcma-area-x-zero": "zero size",
+}
+
+
+def test_bad_device_tree_nodes_are_rejected(built: None, variant: str) -> None:
+    dtb = dt.build(VIRT, [paths.PROJECT / "dts" / "virt-gcma.dtso",
+                          paths.PROJECT / "tests" / "fixtures" / "dt" / "bad-areas.dtso"],
+                   name="virt-gcma-bad-areas", check_ram=False)
+    art = Artefacts.default(variant)
+    art.dtb = dtb
+    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-bad-dt")
+    shell = emulated.start(art, timeout=300)
+    try:
+        log = shell.check("dmesg")
+        rejected = [ln for ln in log.splitlines() if "rejected" in ln]
+        for node, reason in BAD_AREAS.items():
+            lines = [ln for ln in rejected if f"gcma_area: /{node}: " in ln]
+            assert len(lines) == 1, (node, rejected)
+            assert lines[0].endswith(f"rejected: {reason}"), lines[0]
+        assert len(rejected) == len(BAD_AREAS)
+        heaps = shell.check("ls /dev/dma_heap").split()
+        assert sorted(h for h in heaps if h not in ("system", "linux,cma")) == ["camera", "video"]
+        for area in AREAS:
+            assert parse_kv(shell.check(f"heap_alloc -s 4M -n 2 {area}"))["ok"] == "2"
+        assert klog.scan(log) == []
+    finally:
+        shell.close()
+        emulated.stop()

@@ -51,7 +51,7 @@ def build_all(tc: Toolchain | None = None,
 
 
 #: The default on-target program: every heap, a few buffer sizes.
-DEFAULT_RUNS = (("1M", 20), ("4M", 10), ("16M", 5))
+DEFAULT_RUNS = (("1M", 100), ("4M", 40), ("16M", 20))
 
 
 def run_default(name: str = "main", timeout: float = 180.0) -> Path:

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Scenario module: keep allocating and freeing random ranges of one GCMA
- * area (of gcma_area.ko) from a kernel thread, so that pages lent to
- * cleancache are taken back while the page cache is being exercised. Each
- * allocated range is written and read back before it is freed.
+ * area (of gcma_area.ko) from a kernel thread, and now and then the whole
+ * area, so that pages lent to cleancache are taken back while the page
+ * cache is being exercised. Each allocated range is written and read back
+ * before it is freed.
  *
  * Counters are read-only module parameters under
  * /sys/module/gcma_stress/parameters/.
@@ -18,13 +19,17 @@
 
 #include "gcma_area.h"
 
-static char *area = "video";
+static char *area = "camera";
 module_param(area, charp, 0444);
 MODULE_PARM_DESC(area, "name of the GCMA area to use");
 
 static unsigned int max_pages = 512;
 module_param(max_pages, uint, 0444);
 MODULE_PARM_DESC(max_pages, "largest range allocated, in pages");
+
+static unsigned int whole_every = 64;
+module_param(whole_every, uint, 0444);
+MODULE_PARM_DESC(whole_every, "every Nth allocation takes the whole area (0: never)");
 
 static unsigned int interval_ms = 2;
 module_param(interval_ms, uint, 0444);
@@ -55,12 +60,15 @@ static bool gcma_stress_check_page(unsigned long pfn, u32 seed)
 
 static int gcma_stress_thread(void *unused)
 {
-	unsigned long total = gcma_area_pages(gcma_stress_area);
+	unsigned long total = gcma_area_pages(gcma_stress_area), iter = 0;
 
 	while (!kthread_should_stop()) {
 		unsigned long n = 1 + get_random_u32_below(min(max_pages, total));
 		unsigned long pfn, i;
 
+		/* Like a camera starting: everything the area lent is needed. */
+		if (whole_every && !(++iter % whole_every))
+			n = total;
 		if (gcma_area_alloc(gcma_stress_area, n, 0, &pfn)) {
 			alloc_failures++;
 		} else {

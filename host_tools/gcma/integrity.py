@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gcma import klog
 from gcma.errors import CheckFailed
 from gcma.transport import Transport
 
@@ -63,7 +64,7 @@ def _bulk(t: Transport, name: str, mount: str, rounds: int) -> Phase:
 
 
 def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
-        stress_area: str = "video") -> dict[str, object]:
+        stress_area: str = "camera") -> dict[str, object]:
     """Run every phase; raises :class:`CheckFailed` on any mismatch."""
     t.check(f"mkdir -p {CGROUP} && echo +memory > /sys/fs/cgroup/cgroup.subtree_control"
             f" && echo {memory_limit} > {CGROUP}/memory.max")
@@ -94,7 +95,10 @@ def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
         "mutation_log": [line for line in res.stdout.splitlines() if line.startswith(
             ("change=", "MISMATCH", "FAIL"))],
     }
+    findings = klog.scan(t.check("dmesg"))
+    report["kernel_log_findings"] = [f"{f.kind}: {f.line}" for f in findings]
     bad = [f"{p.name}: {p.mismatches} mismatches" for p in phases if p.mismatches]
+    bad += [f"kernel log: {f.kind}: {f.line}" for f in findings]
     if stress["bad_pages"]:
         bad.append(f"gcma_stress: {stress['bad_pages']} bad pages")
     if bad:

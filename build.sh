@@ -23,7 +23,9 @@ APT_PACKAGES=(
 	# device tree, emulated target, root filesystem
 	device-tree-compiler qemu-system-arm e2fsprogs erofs-utils openssh-client
 	# the venv
-	python3 python3-venv
+	python3 python3-venv python3-dev
+	# checkpatch.pl in the tests
+	perl
 )
 
 log() { printf '%s\n' "build.sh: $*" >&2; }

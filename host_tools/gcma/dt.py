@@ -175,6 +175,9 @@ def validate(overlays: list[Path] | None = None) -> list[str]:
     """Schema problems of our overlays' nodes (empty: valid)."""
     if overlays is None:
         overlays = [paths.PROJECT / "dts" / o for o in DEFAULT_OVERLAYS]
+    for overlay in overlays:
+        if not overlay.is_file():
+            raise UserError(f"device-tree overlay not found: {overlay}")
     out = dt_dir() / "schema-check"
     out.mkdir(parents=True, exist_ok=True)
     log = paths.logs_dir() / "dt-validate.log"

@@ -35,6 +35,8 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         (["target", "shell", "--", "true"], "target default is not running"),
         (["target", "start", "--name", "Bad Name"], "bad target name"),
         (["dtb", "build", "--overlay", str(tmp_path / "x.dtso")], "overlay not found"),
+        (["dtb", "validate", "--overlay", str(tmp_path / "x.dtso")], "overlay not found"),
+        (["kernel", "build", "--variant", "nope"], "invalid choice"),
         (["modules", "build", "--src", str(tmp_path)], "no Kbuild or Makefile"),
         (["target", "push", str(tmp_path / "missing"), "/tmp/x"], "no such file"),
     ]

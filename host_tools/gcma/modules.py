@@ -116,8 +116,8 @@ def build(src: Path | None = None, kdir: Path | None = None,
     runner.run(["rsync", "-a", "--delete", *protect, f"{src}/", f"{work}/"], log=log)
     api = gcma_api(kdir)
     extra = [f"GCMA_API={api}"] if api else []
+    symvers = [_root(u.resolve(), variant) / "build" / "Module.symvers" for u in uses]
     if uses:
-        symvers = [_root(u.resolve(), variant) / "build" / "Module.symvers" for u in uses]
         extra += [f"KBUILD_EXTRA_SYMBOLS={' '.join(str(s) for s in symvers)}",
                   f"GCMA_VENDOR_INC={uses[0].resolve()}"]
     runner.run(["make", "-C", kdir, f"M={work}", *tc.make_vars(), *extra, f"-j{tc.jobs}",
@@ -139,8 +139,8 @@ def build(src: Path | None = None, kdir: Path | None = None,
         name = ko.stem.replace("-", "_")
         infos[name] = ModuleInfo(name, ko, _modinfo_depends(ko))
     own_symvers = read_symvers(work / "Module.symvers")
-    for u in uses:
-        own_symvers.update(read_symvers(_root(u.resolve(), variant) / "build" / "Module.symvers"))
+    for used in symvers:
+        own_symvers.update(read_symvers(used))
     kernel_symvers = read_symvers(kdir / "Module.symvers")
     for info in infos.values():
         for sym in _undefined(info.path, tc):

@@ -74,8 +74,13 @@ def fetch_packages(log: Path) -> list[Path]:
     return debs
 
 
+def programs_dir() -> Path:
+    """Compiled on-target programs, kept across initramfs builds."""
+    return paths.out_dir() / "device_tests"
+
+
 def build_device_tests(src: Path, dest: Path, log: Path) -> list[Path]:
-    """Each device_tests/*.c is one static arm64 program."""
+    """Each device_tests/*.c is one static arm64 program; rebuilt when newer."""
     dest.mkdir(parents=True, exist_ok=True)
     programs = []
     for source in sorted(src.glob("*.c")):
@@ -98,11 +103,13 @@ def build_kernel_selftests(dest: Path, log: Path,
     tree = kernel.find_tree(kp)
     if tree is None or not kp.headers.exists():
         raise UserError("kernel tree or UAPI headers missing: build the kernel first")
+    dest.mkdir(parents=True, exist_ok=True)
     built = []
     for source, name in KERNEL_SELFTESTS:
         binary = dest / name
-        runner.run([CROSS_CC, "-O2", "-static", "-I", tree / "tools/testing/selftests",
-                    "-I", kp.headers, "-o", binary, tree / source], log=log)
+        if not binary.exists() or binary.stat().st_mtime < (tree / source).stat().st_mtime:
+            runner.run([CROSS_CC, "-O2", "-static", "-I", tree / "tools/testing/selftests",
+                        "-I", kp.headers, "-o", binary, tree / source], log=log)
         built.append(binary)
     return built
 
@@ -186,8 +193,10 @@ def build_initramfs(modules_dist: Path | None = None,
     (staging / "root/.ssh/authorized_keys").write_bytes(pub)
     (staging / "root/.ssh/authorized_keys").chmod(0o600)
 
-    build_device_tests(paths.PROJECT / "device_tests", staging / "usr/bin", log)
-    build_kernel_selftests(staging / "usr/bin", log, variant)
+    programs = build_device_tests(paths.PROJECT / "device_tests", programs_dir(), log)
+    programs += build_kernel_selftests(programs_dir() / variant, log, variant)
+    for program in programs:
+        shutil.copy2(program, staging / "usr/bin" / program.name)
     for dist, where in ((modules_dist, "gcma"), (test_modules_dist, "gcma-tests")):
         if dist is not None and (dist / "modules.load").exists():
             dest = staging / "lib/modules" / where
@@ -225,10 +234,11 @@ def _data_image(name: str, count: int, size: int, seed: int,
     """An image of ``count`` generated files, rebuilt only when they change."""
     root = rootfs_dir()
     image = root / name
-    spec = {"count": count, "size": size, "seed": seed, "command": make(Path(), Path())}
+    # The command, with placeholder paths, is part of what the image depends on.
+    spec = json.dumps({"count": count, "size": size, "seed": seed,
+                       "command": [str(a) for a in make(Path("FILES"), Path("IMAGE"))]})
     spec_file = root / f"{name}.json"
-    if image.exists() and spec_file.exists() and \
-            json.loads(spec_file.read_text()) == json.loads(json.dumps(spec, default=str)):
+    if image.exists() and spec_file.exists() and spec_file.read_text().strip() == spec:
         return image
     files = root / f"{name}.d"
     if files.exists():
@@ -237,7 +247,7 @@ def _data_image(name: str, count: int, size: int, seed: int,
     image.unlink(missing_ok=True)
     runner.run(make(files, image), log=paths.logs_dir() / "rootfs.log")
     shutil.rmtree(files)
-    spec_file.write_text(json.dumps(spec, default=str) + "\n")
+    spec_file.write_text(spec + "\n")
     runner.info(f"rootfs: data disk {image}")
     return image
 

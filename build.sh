@@ -19,9 +19,10 @@ VENV=$OUT/venv
 APT_PACKAGES=(
 	# kernel build
 	make gcc bc flex bison libelf-dev libssl-dev cpio xz-utils kmod rsync ccache
-	gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu linux-source-6.12
+	gcc-aarch64-linux-gnu binutils-aarch64-linux-gnu libc6-dev-arm64-cross
+	linux-source-6.12 patch
 	# device tree, emulated target, root filesystem
-	device-tree-compiler qemu-system-arm e2fsprogs erofs-utils openssh-client
+	device-tree-compiler qemu-system-arm ipxe-qemu e2fsprogs erofs-utils openssh-client
 	# the venv
 	python3 python3-venv python3-dev
 	# checkpatch.pl in the tests

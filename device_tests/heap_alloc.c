@@ -12,6 +12,10 @@
  * then print how many succeeded and the first error, and free them all; to
  * allocate an area to exhaustion. Exits 0 whatever the count.
  *
+ * -F (with -H): free the buffers with fault injection on for this task
+ * (/proc/self/make-it-fail), so that slab and page allocations made while
+ * they are released fail as the failslab and fail_page_alloc settings say.
+ *
  * -e (errors): check that bad requests fail with the right errno: a zero
  * length (EINVAL), a length larger than any heap can hold (ENOMEM), unknown
  * fd flags and heap flags (EINVAL). Exits non-zero on a wrong answer.
@@ -177,6 +181,23 @@ static int open_heap(const char *name)
 	return fd;
 }
 
+static int fail_free;
+
+/* Fault injection for this task from now on (CONFIG_FAULT_INJECTION). */
+static int make_it_fail(void)
+{
+	int fd = open("/proc/self/make-it-fail", O_WRONLY);
+
+	if (fd < 0 || write(fd, "1", 1) != 1) {
+		printf("error=make-it-fail:%s\n", strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
 static int hold_heap(const char *name, size_t size, unsigned int count)
 {
 	int *fds = calloc(count, sizeof(*fds));
@@ -200,11 +221,15 @@ static int hold_heap(const char *name, size_t size, unsigned int count)
 	printf("heap=%s size=%zu held=%u error=%s total_us=%llu\n", name, size, held,
 	       err ? strerrorname_np(err) : "none",
 	       (unsigned long long)(now_us() - t0));
+	fflush(stdout);
+	if (fail_free && make_it_fail())
+		err = -1;
+	/* The last reference goes here: the buffers are released now. */
 	for (i = 0; i < held; i++)
 		close(fds[i]);
 	free(fds);
 	close(heap_fd);
-	return 0;
+	return err < 0;
 }
 
 static int expect(const char *name, const char *what, int got, int want)
@@ -236,7 +261,7 @@ static int check_errors(const char *name)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] [-H | -e] (-a | HEAP...)\n");
+	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] [-H [-F] | -e] (-a | HEAP...)\n");
 	exit(2);
 }
 
@@ -271,7 +296,7 @@ int main(int argc, char **argv)
 	unsigned long count = 10;
 	int opt, all = 0, rc = 0, mode = 0;
 
-	while ((opt = getopt(argc, argv, "s:n:aHe")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:aHeF")) != -1) {
 		switch (opt) {
 		case 's':
 			size = parse_size(optarg);
@@ -288,11 +313,14 @@ int main(int argc, char **argv)
 		case 'e':
 			mode = opt;
 			break;
+		case 'F':
+			fail_free = 1;
+			break;
 		default:
 			usage();
 		}
 	}
-	if (size % sizeof(uint32_t))
+	if (size % sizeof(uint32_t) || (fail_free && mode != 'H'))
 		usage();
 	if (all) {
 		struct dirent **names;

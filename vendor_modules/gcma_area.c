@@ -462,3 +462,6 @@ module_exit(gcma_area_exit);
 
 MODULE_DESCRIPTION("GCMA areas from device-tree reserved memory or reserve_mem");
 MODULE_LICENSE("GPL");
+#ifndef GCMA_API_ANDROID
+GCMA_IMPORT_NS(GCMA);
+#endif

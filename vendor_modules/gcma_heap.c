@@ -430,3 +430,4 @@ module_init(gcma_heap_init);
 MODULE_DESCRIPTION("DMA-BUF heaps backed by GCMA areas");
 MODULE_LICENSE("GPL");
 GCMA_IMPORT_NS(DMA_BUF);
+GCMA_IMPORT_NS(DMA_BUF_HEAP);

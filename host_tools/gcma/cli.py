@@ -9,6 +9,8 @@ from pathlib import Path
 
 from gcma import (
     __version__,
+    bench,
+    bisect,
     dt,
     integrity,
     kernel,
@@ -19,7 +21,7 @@ from gcma import (
     rootfs,
     runner,
 )
-from gcma.errors import GcmaError, UserError
+from gcma.errors import CheckFailed, GcmaError, UserError
 from gcma.machine import VIRT
 from gcma.report import table
 from gcma.target import Artefacts, EmulatedTarget
@@ -43,6 +45,19 @@ def _toolchain(args: argparse.Namespace) -> Toolchain:
 def cmd_kernel_build(args: argparse.Namespace) -> int:
     meta = kernel.build(args.source, variant=args.variant, tc=_toolchain(args))
     print(json.dumps({k: meta[k] for k in ("kernel", "durations_s")}, indent=2))
+    return 0
+
+
+def cmd_kernel_bisect_build(args: argparse.Namespace) -> int:
+    steps = bisect.run(args.source, variant=args.variant, tc=_toolchain(args))
+    rows = [{"patch": s.patch, "builds": "yes" if s.ok else "NO",
+             "seconds": f"{s.seconds:.0f}", "error": s.error} for s in steps]
+    print(table(rows, ["patch", "builds", "seconds", "error"]))
+    report = paths.out_dir() / "report" / "bisect-build.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps([vars(s) for s in steps], indent=2) + "\n")
+    if not all(s.ok for s in steps):
+        raise CheckFailed(f"{steps[-1].patch} does not build on its own ({report})")
     return 0
 
 
@@ -77,6 +92,7 @@ def cmd_rootfs_build(args: argparse.Namespace) -> int:
                                  args.variant))
     print(rootfs.build_data_disk())
     print(rootfs.build_erofs_disk())
+    print(rootfs.build_data1k_disk())
     return 0
 
 
@@ -116,6 +132,27 @@ def cmd_integrity(args: argparse.Namespace) -> int:
                        "missed", "hit_rate", "invalidated", "reclaimed", "recalled"]))
     print(f"verified reads {report['verified_reads']}, mismatches {report['mismatches']}, "
           f"gcma_stress {report['gcma_stress']}")
+    return 0
+
+
+def cmd_bench_cost(args: argparse.Namespace) -> int:
+    target = EmulatedTarget(args.name)
+    try:
+        with target.start(Artefacts.default(args.variant), timeout=args.timeout,
+                          extra_cmdline=bench.SKIP_CMDLINE) as shell:
+            report = bench.run(shell, rounds=args.rounds)
+    finally:
+        target.stop()
+    out = paths.out_dir() / "report" / f"bench-cost-{args.variant}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    read, alloc = report["read"], report["alloc"]
+    print(f"reads: no pool {read['no_pool_s']} s, pools {read['pools_s']} s, "
+          f"ratio {read['ratio_pools_over_no_pool']}")
+    print(f"{alloc['size']} {alloc['heap']} allocation p99: idle "
+          f"{alloc['idle_p99_us']} us, streaming {alloc['streaming_p99_us']} us, "
+          f"ratio {alloc['ratio_streaming_over_idle']}")
+    print(f"report: {out}")
     return 0
 
 
@@ -200,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"kernel source tarball (default: {kernel.DEFAULT_TARBALL})")
     build_opts(p)
     p.set_defaults(func=cmd_kernel_build)
+    p = k.add_parser("bisect-build",
+                     help="build the kernel after each patch of the series (slow)")
+    variant_opt(p)
+    p.add_argument("--source", type=Path, default=kernel.DEFAULT_TARBALL,
+                   help=f"kernel source tarball (default: {kernel.DEFAULT_TARBALL})")
+    build_opts(p)
+    p.set_defaults(func=cmd_kernel_bisect_build)
 
     m = sub.add_parser("modules", help="out-of-tree vendor modules").add_subparsers(
         dest="action", required=True, parser_class=_Parser)
@@ -252,6 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=_positive_int, default=3, help="read rounds (default 3)")
     p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
     p.set_defaults(func=cmd_integrity)
+
+    be = sub.add_parser("bench", help="benchmarks that print ratios measured in one run"
+                        ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = be.add_parser("cost", help="cleancache's cost: reads with and without pools, "
+                      "and GCMA allocation under page-cache streaming")
+    variant_opt(p)
+    target_opt(p, "bench")
+    p.add_argument("--rounds", type=_positive_int, default=3,
+                   help="timed read rounds per pass (default 3)")
+    p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
+    p.set_defaults(func=cmd_bench_cost)
 
     ku = sub.add_parser("kunit", help="the kernel's KUnit suites").add_subparsers(
         dest="action", required=True, parser_class=_Parser)

@@ -1,7 +1,8 @@
 """Page-cache integrity under cleancache, on a running target.
 
-Files on ext4 (/data) and erofs (/erofs) with known sha256 sums are read in
-rounds inside a memory cgroup small enough that their pages are evicted into
+Files on ext4 (/data, and /data1k with 1 KiB blocks) and erofs (/erofs) with
+known sha256 sums are read in rounds inside a memory cgroup small enough that
+their pages are evicted into
 cleancache and restored on the next round, while the gcma_stress module keeps
 allocating ranges of the area that lends cleancache its pages. Then
 ``cc_mutate`` changes ext4 files in every way a file can change and checks
@@ -70,7 +71,8 @@ def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
             f" && echo {memory_limit} > {CGROUP}/memory.max")
     t.check(f"insmod /lib/modules/gcma-tests/gcma_stress.ko area={stress_area}")
     try:
-        phases = [_bulk(t, "ext4", "/data", rounds), _bulk(t, "erofs", "/erofs", rounds)]
+        phases = [_bulk(t, "ext4", "/data", rounds), _bulk(t, "erofs", "/erofs", rounds),
+                  _bulk(t, "ext4-1k", "/data1k", rounds)]
         before = counters(t)
         res = t.run(f"cc_mutate /data/mutations {rounds}", timeout=900)
         values = dict(w.split("=", 1) for w in res.stdout.split() if "=" in w

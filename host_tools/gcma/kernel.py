@@ -155,11 +155,14 @@ def _config_inputs(fragments: list[Path], series: list[patches.Patch], version: 
 
 
 def configure(tree: Path, kp: KernelPaths, fragments: list[Path],
-              series: list[patches.Patch], version: str, tc: Toolchain, log: Path) -> None:
-    """allnoconfig + fragments (merge_config.sh -n), olddefconfig, then verify."""
+              series: list[patches.Patch], version: str, tc: Toolchain, log: Path,
+              unchecked: frozenset[str] = frozenset()) -> None:
+    """allnoconfig + fragments (merge_config.sh -n), olddefconfig, then verify
+    every requested symbol but those in ``unchecked``."""
     if not fragments:
         raise UserError("no config fragments given")
-    requests = kconfig.parse_fragments(fragments)
+    requests = {name: req for name, req in kconfig.parse_fragments(fragments).items()
+                if name not in unchecked}
     inputs = _config_inputs(fragments, series, version, tc)
     stamp = kp.build / CONFIG_STAMP
     dotconfig = kp.build / ".config"
@@ -179,10 +182,14 @@ def configure(tree: Path, kp: KernelPaths, fragments: list[Path],
 
 def build(tarball: Path = DEFAULT_TARBALL, *, variant: str = DEFAULT_VARIANT,
           patch_dir: Path | None = None, config_dir: Path | None = None,
-          tc: Toolchain | None = None) -> dict[str, object]:
-    """The whole kernel pipeline; returns the metadata it writes."""
+          tc: Toolchain | None = None, kp: KernelPaths | None = None,
+          unchecked: frozenset[str] = frozenset()) -> dict[str, object]:
+    """The whole kernel pipeline; returns the metadata it writes.
+
+    ``kp`` builds elsewhere than the variant's folder; ``unchecked`` names
+    config symbols not to verify (those a part of the series adds later)."""
     tc = tc or Toolchain()
-    kp = kernel_paths(variant)
+    kp = kp or kernel_paths(variant)
     patch_dir = patch_dir or paths.PROJECT / "gki" / "patches"
     config_dir = config_dir or paths.PROJECT / "gki" / "configs"
     fragments = sorted(config_dir.glob("*.config"))
@@ -209,7 +216,7 @@ def build(tarball: Path = DEFAULT_TARBALL, *, variant: str = DEFAULT_VARIANT,
     durations["patch"] = time.monotonic() - t
 
     t = time.monotonic()
-    configure(tree, kp, fragments, series, version, tc, log)
+    configure(tree, kp, fragments, series, version, tc, log, unchecked)
     durations["config"] = time.monotonic() - t
 
     t = time.monotonic()

@@ -46,6 +46,7 @@ def build_all(tc: Toolchain | None = None,
                                modules.dist_dir(TEST_MODULES, variant=variant), variant)
     rootfs.build_data_disk()
     rootfs.build_erofs_disk()
+    rootfs.build_data1k_disk()
     done("rootfs", t)
     return durations
 

@@ -261,6 +261,14 @@ def build_data_disk(count: int = 48, size: int = 2 << 20, image_mib: int = 160) 
         "-d", files, image, f"{image_mib}M"])
 
 
+def build_data1k_disk(count: int = 32, size: int = 2 << 20, image_mib: int = 96) -> Path:
+    """ext4 image with 1 KiB blocks, for /data1k: blocks smaller than a page
+    make folios that are partly uptodate, which cleancache must never fill."""
+    return _data_image("data1k.ext4", count, size, 0x1C1C, lambda files, image: [
+        "mkfs.ext4", "-q", "-F", "-b", "1024", "-L", "gcma-data1k", "-E", "root_owner=0:0",
+        "-d", files, image, f"{image_mib}M"])
+
+
 def build_erofs_disk(count: int = 32, size: int = 2 << 20) -> Path:
     """Uncompressed erofs image of ``count`` files of ``size`` bytes, for /erofs."""
     return _data_image("data.erofs", count, size, 0xE50F, lambda files, image: [

@@ -32,13 +32,14 @@ class Artefacts:
     kernel: Path
     initrd: Path
     dtb: Path
-    #: Data disks in order: /dev/vda (ext4, /data), /dev/vdb (erofs, /erofs).
+    #: Data disks in order: /dev/vda (ext4, /data), /dev/vdb (erofs, /erofs),
+    #: /dev/vdc (ext4 with 1 KiB blocks, /data1k).
     disks: tuple[Path, ...] = ()
 
     @classmethod
     def default(cls, variant: str = kernel.DEFAULT_VARIANT) -> Artefacts:
         disks = []
-        for name in ("data.ext4", "data.erofs"):
+        for name in ("data.ext4", "data.erofs", "data1k.ext4"):
             if not (rootfs.rootfs_dir() / name).exists():
                 break
             disks.append(rootfs.rootfs_dir() / name)

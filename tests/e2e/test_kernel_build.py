@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kernel, paths
+from gcma import kernel, modules, paths
 from gcma.errors import UserError
 from gcma.toolchain import Toolchain
 
@@ -45,3 +45,19 @@ def test_symbol_that_does_not_stick_is_named(built: None, tmp_path: Path) -> Non
     message = str(info.value)
     assert f"CONFIG_DMABUF_HEAPS_CMA: requested y ({frag}:2), got not set" in message
     assert "CONFIG_DMABUF_HEAPS:" not in message
+
+
+def test_exports_are_namespaced_and_imported(built: None) -> None:
+    """GCMA's API is in the GCMA namespace and dma-heap's in DMA_BUF_HEAP; the
+    vendor modules import both, and their imports lists show it."""
+    def imports(module: str) -> dict[str, tuple[str, str]]:
+        lines = (modules.dist_dir() / f"{module}.imports").read_text().splitlines()
+        return {f[0]: (f[1], f[2] if len(f) > 2 else "") for f in (ln.split("\t")
+                                                                   for ln in lines)}
+    area = imports("gcma_area")
+    for sym in ("gcma_register_area", "gcma_unregister_area", "gcma_alloc_range",
+                "gcma_free_range"):
+        assert area[sym] == ("vmlinux", "GCMA"), (sym, area.get(sym))
+    heap = imports("gcma_heap")
+    for sym in ("dma_heap_add", "dma_heap_get_drvdata"):
+        assert heap[sym] == ("vmlinux", "DMA_BUF_HEAP"), (sym, heap.get(sym))

@@ -1,0 +1,117 @@
+"""What cleancache costs, measured as ratios in one boot: ``gcma bench cost``.
+
+1. Page-cache-heavy reads with cleancache built in but no pool registered
+   (the target boots with the vendor modules skipped), then the same reads
+   after the modules are loaded and their pools registered. Files of every
+   data disk are read in a memory cgroup smaller than them, so reclaim
+   evicts (and, with pools, stores) pages all the time. The ratio is the
+   median round time with pools over the median without.
+2. A whole-area (128 MiB) GCMA allocation while another CPU streams files
+   through the page cache, against the same allocation on an idle system:
+   the ratio of the p99 latencies.
+
+Times come from the target's own clock (/proc/uptime, 10 ms), so ssh adds
+nothing. Absolute numbers are TCG emulation; the ratios are the result.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+
+from gcma.errors import CheckFailed
+from gcma.report import parse_kv
+from gcma.transport import Transport
+
+CGROUP = "/sys/fs/cgroup/gcma-bench"
+CLEANCACHE = "/sys/kernel/mm/cleancache"
+#: Everything on the data disks: ext4 (4K and 1K blocks) and erofs.
+FILES = "/data/*.bin /data1k/*.bin /erofs/*.bin"
+#: The modules the target boots without, loaded later in this order.
+MODULES = ("gcma_area", "gcma_heap")
+SKIP_CMDLINE = "gcma.skip=" + ",".join(MODULES)
+
+
+@dataclass
+class ReadPass:
+    rounds_s: list[float] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.rounds_s)
+
+
+def _uptime(t: Transport) -> float:
+    return float(t.check("cut -d' ' -f1 /proc/uptime").strip())
+
+
+def _counters(t: Transport) -> dict[str, int]:
+    out = t.check(f"cd {CLEANCACHE} && grep . stored restored missed donated")
+    return {k: int(v) for k, v in (line.split(":", 1) for line in out.split())}
+
+
+def _read_pass(t: Transport, rounds: int) -> ReadPass:
+    """One warm-up round, then ``rounds`` timed ones."""
+    result = ReadPass()
+    before = _counters(t)
+    for i in range(rounds + 1):
+        start = _uptime(t)
+        t.check(f"sh -c 'echo $$ > {CGROUP}/cgroup.procs && cat {FILES} > /dev/null'",
+                timeout=1800)
+        if i:
+            result.rounds_s.append(_uptime(t) - start)
+    after = _counters(t)
+    result.counters = {k: after[k] - before[k] for k in after if k != "donated"}
+    result.counters["donated"] = after["donated"]
+    return result
+
+
+def _alloc_p99(t: Transport, heap: str, size: str, count: int) -> int:
+    res = t.check(f"heap_alloc -s {size} -n {count} {heap}", timeout=1800)
+    kv = parse_kv(res.splitlines()[-1])
+    if kv.get("ok") != str(count):
+        raise CheckFailed(f"heap_alloc on {heap} failed: {res.strip()}")
+    return int(kv["p99_us"])
+
+
+def run(t: Transport, rounds: int = 3, memory_limit: str = "64M", heap: str = "camera",
+        alloc_size: str = "128M", allocs: int = 10) -> dict[str, dict[str, object]]:
+    """Run on a target booted with :data:`SKIP_CMDLINE`; returns the report."""
+    if int(t.check(f"cat {CLEANCACHE}/donated")) != 0:
+        raise CheckFailed(f"a pool is registered already: boot with {SKIP_CMDLINE}")
+    t.check(f"mkdir -p {CGROUP} && echo +memory > /sys/fs/cgroup/cgroup.subtree_control"
+            f" && echo {memory_limit} > {CGROUP}/memory.max")
+    no_pool = _read_pass(t, rounds)
+    for mod in MODULES:
+        t.check(f"insmod /lib/modules/gcma/{mod}.ko")
+    pools = _read_pass(t, rounds)
+    if pools.counters["stored"] == 0:
+        raise CheckFailed("no page was stored with pools registered: nothing was measured")
+
+    idle_p99 = _alloc_p99(t, heap, alloc_size, allocs)
+    t.check(f"sh -c 'echo $$ > {CGROUP}/cgroup.procs && "
+            f"exec sh -c \"while :; do cat {FILES} > /dev/null; done\"' "
+            "> /dev/null 2>&1 & echo $! > /tmp/gcma-bench-streamer")
+    try:
+        busy_p99 = _alloc_p99(t, heap, alloc_size, allocs)
+    finally:
+        t.run("kill $(cat /tmp/gcma-bench-streamer); pkill -f 'cat /data' ; true")
+    return {
+        "read": {
+            "no_pool_s": no_pool.rounds_s,
+            "pools_s": pools.rounds_s,
+            "ratio_pools_over_no_pool": round(pools.median_s / no_pool.median_s, 3),
+            "no_pool_counters": no_pool.counters,
+            "pools_counters": pools.counters,
+            "memory_limit": memory_limit,
+        },
+        "alloc": {
+            "heap": heap,
+            "size": alloc_size,
+            "count": allocs,
+            "idle_p99_us": idle_p99,
+            "streaming_p99_us": busy_p99,
+            "ratio_streaming_over_idle": round(busy_p99 / idle_p99, 3),
+        },
+    }

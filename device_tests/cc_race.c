@@ -13,6 +13,7 @@
  *   cc_race dio DIR N       O_DIRECT writes of a rising stamp while readers
  *                           read buffered and evict: no read started after a
  *                           write returned may see an older stamp
+ *   cc_race evict FILE...   only evict the files' pages (a helper for tests)
  *
  * Eviction is fsync + POSIX_FADV_DONTNEED, which stores clean pages in
  * cleancache. Output: key=value pairs; exit 1 on any mismatch or failed call.
@@ -290,9 +291,24 @@ int main(int argc, char **argv)
 {
 	unsigned long n;
 
+	if (argc >= 3 && !strcmp(argv[1], "evict")) {
+		int i;
+
+		for (i = 2; i < argc; i++) {
+			int fd = open(argv[i], O_RDONLY);
+
+			if (fd < 0) {
+				fail("open");
+				continue;
+			}
+			evict_fd(fd);
+			close(fd);
+		}
+		return atomic_load(&failures) != 0;
+	}
 	if (argc != 4) {
-		fprintf(stderr, "usage: %s subpage|trunc|dio DIR ITERATIONS\n",
-			argv[0]);
+		fprintf(stderr, "usage: %s subpage|trunc|dio DIR ITERATIONS\n"
+			"       %s evict FILE...\n", argv[0], argv[0]);
 		return 2;
 	}
 	n = strtoul(argv[3], NULL, 0);

@@ -45,21 +45,22 @@ def test_copies_of_linked_files_survive_inode_eviction(target: Target) -> None:
     a file that is still linked keeps them, and the next instance of the
     inode restores from them. Unlinking the file drops them."""
     path = "/data/file010.bin"
-    want = target.shell.check(f"sha256sum {path}").split()[0]
-    # Only this file in the page cache; its pages go to cleancache, then the
-    # dentry and the inode leave memory.
-    target.shell.check(f"sync && echo 1 > /proc/sys/vm/drop_caches && cat {path} > /dev/null"
-                       " && echo 3 > /proc/sys/vm/drop_caches")
+    # Every page of the file goes to cleancache (fadvise drains the per-CPU
+    # LRU batches that drop_caches skips), so the inode has no page cache
+    # left; then the dcache and icache shrinkers evict the dentry and inode.
+    evict = "; ".join(["echo 2 > /proc/sys/vm/drop_caches"] * 3)
+    want = target.shell.check(f"sha256sum {path} && sync && cc_race evict {path}").split()[0]
+    target.shell.check(evict)
     restored = _cc(target, "restored")
     assert target.shell.check(f"sha256sum {path}").split()[0] == want
     # 2 MiB: most of its 512 pages come back from cleancache, not the disk.
     assert _cc(target, "restored") - restored >= 256
 
-    drop = "echo {} > /proc/sys/vm/drop_caches"
-    target.shell.check(f"cp {path} /data/evict-victim && sync && {drop.format(1)}"
-                       f" && cat /data/evict-victim > /dev/null && {drop.format(3)}")
+    victim = "/data/evict-victim"
+    target.shell.check(f"cp {path} {victim} && sync && cat {victim} > /dev/null"
+                       f" && cc_race evict {victim} && {evict}")
     cached = _cc(target, "cached")
     invalidated = _cc(target, "invalidated")
-    target.shell.check("rm /data/evict-victim && echo 3 > /proc/sys/vm/drop_caches")
+    target.shell.check(f"rm {victim} && {evict}")
     assert _cc(target, "invalidated") - invalidated >= 256
     assert _cc(target, "cached") <= cached - 256

@@ -24,6 +24,8 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 
+#include "cc_fill.h"
+
 #define PAGE		4096
 #define BASE_SIZE	(24 * PAGE + 123)
 #define MAX_SIZE	(64 * PAGE)
@@ -35,19 +37,6 @@ struct model {
 
 static unsigned long verified_reads, mismatches, failures;
 static const char *dir;
-
-static void fill(unsigned char *buf, size_t len, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		buf[i] = x >> 24;
-	}
-}
 
 static void fail(const char *what, const char *path)
 {

@@ -29,6 +29,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cc_fill.h"
+
 #define PAGE		4096
 #define SUBPAGE_PAGES	4
 #define TRUNC_SIZE	(8 * PAGE)
@@ -41,19 +43,6 @@ static void fail(const char *what)
 {
 	fprintf(stderr, "FAIL %s: %s\n", what, strerror(errno));
 	atomic_fetch_add(&failures, 1);
-}
-
-static void fill(unsigned char *buf, size_t len, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		buf[i] = x >> 24;
-	}
 }
 
 static void evict_fd(int fd)

@@ -80,12 +80,15 @@ def programs_dir() -> Path:
 
 
 def build_device_tests(src: Path, dest: Path, log: Path) -> list[Path]:
-    """Each device_tests/*.c is one static arm64 program; rebuilt when newer."""
+    """Each device_tests/*.c is one static arm64 program (the *.h beside them
+    are shared); rebuilt when it or a header is newer."""
     dest.mkdir(parents=True, exist_ok=True)
     programs = []
+    headers = max((h.stat().st_mtime for h in src.glob("*.h")), default=0.0)
     for source in sorted(src.glob("*.c")):
         binary = dest / source.stem
-        if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        newest = max(source.stat().st_mtime, headers)
+        if not binary.exists() or binary.stat().st_mtime < newest:
             runner.run([CROSS_CC, "-O2", "-Wall", "-Wextra", "-Werror", "-static",
                         "-o", binary, source], log=log)
         programs.append(binary)

@@ -303,8 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "and GCMA allocation under page-cache streaming")
     variant_opt(p)
     target_opt(p, "bench")
-    p.add_argument("--rounds", type=_positive_int, default=3,
-                   help="timed read rounds per pass (default 3)")
+    p.add_argument("--rounds", type=_positive_int, default=5,
+                   help="timed read rounds per pass (default 5)")
     p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
     p.set_defaults(func=cmd_bench_cost)
 

@@ -125,7 +125,10 @@ def unpack(tarball: Path, kp: KernelPaths, log: Path) -> Path:
             return tree
     # tar keeps the archive's mtimes, which may be older than objects built from
     # another source: a build folder that outlives its source could look up to date.
-    for old in (kp.src_parent, *sorted(paths.out_dir().glob("kernel*/build"))):
+    # The variants share one source; another tree (bisect-build) has its own.
+    shared = kp.src_parent == kernel_paths(DEFAULT_VARIANT).src_parent
+    builds = sorted(paths.out_dir().glob("kernel*/build")) if shared else [kp.build]
+    for old in (kp.src_parent, *builds):
         if old.exists():
             runner.info(f"removing {old} (new kernel source)")
             shutil.rmtree(old)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
-from gcma import bisect, patches
+import pytest
+
+from gcma import bisect, kernel, patches
 
 
 def test_introduced_symbols_are_the_added_kconfig_entries(tmp_path: Path) -> None:
@@ -25,3 +28,27 @@ def test_real_series_introduces_our_symbols() -> None:
     for p in patches.read_series(bisect.paths.PROJECT / "gki" / "patches"):
         found |= bisect.introduced_symbols(p)
     assert {"CONFIG_CLEANCACHE", "CONFIG_GCMA", "CONFIG_CLEANCACHE_KUNIT_TEST"} <= found
+
+
+def test_unpacking_the_bisect_tree_keeps_the_variants_builds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bisect tree has a source of its own: unpacking it must not remove
+    the build folders of the kernel variants, which share another source."""
+    monkeypatch.setenv("GCMA_OUT", str(tmp_path / "out"))
+    src = tmp_path / "linux-x"
+    src.mkdir()
+    (src / "Makefile").write_text("# empty\n")
+    tarball = tmp_path / "linux.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(src, arcname="linux-x")
+    variant_build = kernel.kernel_paths().build
+    variant_build.mkdir(parents=True)
+    (variant_build / "vmlinux").write_text("built\n")
+    kp = bisect.bisect_paths()
+    kp.build.mkdir(parents=True)
+    (kp.build / "stale.o").write_text("old\n")
+
+    tree = kernel.unpack(tarball, kp, tmp_path / "log")
+    assert (tree / "Makefile").is_file()
+    assert (variant_build / "vmlinux").is_file()
+    assert not (kp.build / "stale.o").exists()

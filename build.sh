@@ -77,6 +77,12 @@ setup() {
 	setup_venv
 }
 
+# Everything later steps need, checked in seconds before anything takes minutes.
+preflight() {
+	log "+ $VENV/bin/gcma doctor"
+	"$VENV/bin/gcma" doctor
+}
+
 cmd=${1:-run}
 [ $# -gt 0 ] && shift
 case $cmd in
@@ -85,10 +91,12 @@ setup)
 	;;
 run)
 	setup
+	preflight
 	exec "$VENV/bin/gcma" run "$@"
 	;;
 test)
 	setup
+	preflight
 	# Both kernel variants: the tests run on default and on debug (lockdep, DEBUG_VM).
 	"$VENV/bin/gcma" build --variant default --variant debug
 	log "+ ruff check host_tools tests"

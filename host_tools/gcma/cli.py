@@ -11,6 +11,7 @@ from gcma import (
     __version__,
     bench,
     bisect,
+    doctor,
     dt,
     integrity,
     kernel,
@@ -45,6 +46,11 @@ def _toolchain(args: argparse.Namespace) -> Toolchain:
 def cmd_kernel_build(args: argparse.Namespace) -> int:
     meta = kernel.build(args.source, variant=args.variant, tc=_toolchain(args))
     print(json.dumps({k: meta[k] for k in ("kernel", "durations_s")}, indent=2))
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    print(f"doctor: all {doctor.check()} requirements met")
     return 0
 
 
@@ -228,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def target_opt(p: argparse.ArgumentParser, default: str = "default") -> None:
         p.add_argument("--name", default=default, help=f"target name (default: {default})")
+
+    p = sub.add_parser("doctor", help="check that every tool, file and package a step "
+                       "needs is here, and say how to install what is not")
+    p.set_defaults(func=cmd_doctor)
 
     k = sub.add_parser("kernel", help="the GKI-equivalent kernel").add_subparsers(
         dest="action", required=True, parser_class=_Parser)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from gcma import integrity
 from gcma.errors import CheckFailed
 from gcma.report import parse_kv
 from gcma.transport import Transport
 
 CGROUP = "/sys/fs/cgroup/gcma-bench"
-CLEANCACHE = "/sys/kernel/mm/cleancache"
+CLEANCACHE = integrity.CLEANCACHE
+COUNTERS = ("stored", "restored", "missed", "donated")
 #: Everything on the data disks: ext4 (4K and 1K blocks) and erofs.
 FILES = "/data/*.bin /data1k/*.bin /erofs/*.bin"
 #: The modules the target boots without, loaded later in this order.
@@ -47,22 +49,17 @@ def _uptime(t: Transport) -> float:
     return float(t.check("cut -d' ' -f1 /proc/uptime").strip())
 
 
-def _counters(t: Transport) -> dict[str, int]:
-    out = t.check(f"cd {CLEANCACHE} && grep . stored restored missed donated")
-    return {k: int(v) for k, v in (line.split(":", 1) for line in out.split())}
-
-
 def _read_pass(t: Transport, rounds: int) -> ReadPass:
     """One warm-up round, then ``rounds`` timed ones."""
     result = ReadPass()
-    before = _counters(t)
+    before = integrity.counters(t, COUNTERS)
     for i in range(rounds + 1):
         start = _uptime(t)
-        t.check(f"sh -c 'echo $$ > {CGROUP}/cgroup.procs && cat {FILES} > /dev/null"
-                f" && cat {FILES} > /dev/null'", timeout=1800)
+        t.check(integrity.in_cgroup(f"cat {FILES} > /dev/null && cat {FILES} > /dev/null",
+                                    CGROUP), timeout=1800)
         if i:
             result.rounds_s.append(round(_uptime(t) - start, 2))
-    after = _counters(t)
+    after = integrity.counters(t, COUNTERS)
     result.counters = {k: after[k] - before[k] for k in after if k != "donated"}
     result.counters["donated"] = after["donated"]
     return result
@@ -81,8 +78,7 @@ def run(t: Transport, rounds: int = 5, memory_limit: str = "64M", heap: str = "c
     """Run on a target booted with :data:`SKIP_CMDLINE`; returns the report."""
     if int(t.check(f"cat {CLEANCACHE}/donated")) != 0:
         raise CheckFailed(f"a pool is registered already: boot with {SKIP_CMDLINE}")
-    t.check(f"mkdir -p {CGROUP} && echo +memory > /sys/fs/cgroup/cgroup.subtree_control"
-            f" && echo {memory_limit} > {CGROUP}/memory.max")
+    integrity.make_cgroup(t, CGROUP, memory_limit)
     no_pool = _read_pass(t, rounds)
     for mod in MODULES:
         t.check(f"insmod /lib/modules/gcma/{mod}.ko")

@@ -38,8 +38,9 @@ class Phase:
         return self.counters.get("restored", 0) / looked if looked else 0.0
 
 
-def counters(t: Transport) -> dict[str, int]:
-    out = t.check(f"cd {CLEANCACHE} && grep . {' '.join(COUNTERS)}")
+def counters(t: Transport, names: tuple[str, ...] = COUNTERS) -> dict[str, int]:
+    """The global cleancache counters ``names``, read in one command."""
+    out = t.check(f"cd {CLEANCACHE} && grep . {' '.join(names)}")
     return {k: int(v) for k, v in (line.split(":", 1) for line in out.split())}
 
 
@@ -47,15 +48,22 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     return {k: after[k] - before[k] if k != "cached" else after[k] for k in after}
 
 
-def _in_cgroup(command: str) -> str:
-    return f"sh -c 'echo $$ > {CGROUP}/cgroup.procs && {command}'"
+def make_cgroup(t: Transport, cgroup: str, memory_limit: str) -> None:
+    """A memory cgroup whose limit makes reclaim evict what its tasks read."""
+    t.check(f"mkdir -p {cgroup} && echo +memory > /sys/fs/cgroup/cgroup.subtree_control"
+            f" && echo {memory_limit} > {cgroup}/memory.max")
+
+
+def in_cgroup(command: str, cgroup: str = CGROUP) -> str:
+    """``command`` as a shell that first moves itself into ``cgroup``."""
+    return f"sh -c 'echo $$ > {cgroup}/cgroup.procs && {command}'"
 
 
 def _bulk(t: Transport, name: str, mount: str, rounds: int) -> Phase:
     phase = Phase(name)
     before = counters(t)
     for _ in range(rounds):
-        res = t.run(_in_cgroup(f"cd {mount} && sha256sum -c MANIFEST.sha256"), timeout=900)
+        res = t.run(in_cgroup(f"cd {mount} && sha256sum -c MANIFEST.sha256"), timeout=900)
         phase.verified_reads += res.stdout.count(": OK") + res.stdout.count(": FAILED")
         phase.mismatches += res.stdout.count(": FAILED")
         if not res.ok and not phase.mismatches:
@@ -67,8 +75,7 @@ def _bulk(t: Transport, name: str, mount: str, rounds: int) -> Phase:
 def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
         stress_area: str = "camera") -> dict[str, object]:
     """Run every phase; raises :class:`CheckFailed` on any mismatch."""
-    t.check(f"mkdir -p {CGROUP} && echo +memory > /sys/fs/cgroup/cgroup.subtree_control"
-            f" && echo {memory_limit} > {CGROUP}/memory.max")
+    make_cgroup(t, CGROUP, memory_limit)
     t.check(f"insmod /lib/modules/gcma-tests/gcma_stress.ko area={stress_area}")
     try:
         phases = [_bulk(t, "ext4", "/data", rounds), _bulk(t, "erofs", "/erofs", rounds),

@@ -16,6 +16,12 @@
  * (/proc/self/make-it-fail), so that slab and page allocations made while
  * they are released fail as the failslab and fail_page_alloc settings say.
  *
+ * -K vmap|pin (kernel user, needs gcma_pin.ko): allocate one buffer, write
+ * a pattern at both ends, hand the fd to /sys/kernel/debug/gcma_pin/<what>,
+ * which vmaps the buffer, checks the pattern and inverts it (pin also keeps
+ * a reference to its first page), check the inverted pattern, and close the
+ * buffer. Prints one key=value line.
+ *
  * -e (errors): check that bad requests fail with the right errno: a zero
  * length (EINVAL), a length larger than any heap can hold (ENOMEM), unknown
  * fd flags and heap flags (EINVAL). Exits non-zero on a wrong answer.
@@ -232,6 +238,61 @@ static int hold_heap(const char *name, size_t size, unsigned int count)
 	return err < 0;
 }
 
+#define PIN_MAGIC	0x6763ad5aU
+#define PIN_DIR		"/sys/kernel/debug/gcma_pin/"
+
+/* Hand a buffer to gcma_pin.ko, which checks and inverts the pattern. */
+static int kernel_user(const char *name, size_t size, const char *what)
+{
+	int heap_fd = open_heap(name), fd, ctl = -1, err = 0;
+	size_t last = size / sizeof(uint32_t) - 1;
+	const char *step = "alloc";
+	char path[128], num[16];
+	uint32_t *p = MAP_FAILED;
+
+	if (heap_fd < 0)
+		return 1;
+	fd = alloc_fd(heap_fd, size, O_RDWR | O_CLOEXEC, 0);
+	close(heap_fd);
+	if (fd < 0) {
+		err = -fd;
+		goto out;
+	}
+	step = "mmap";
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED || sync_buf(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW)) {
+		err = errno;
+		goto out;
+	}
+	p[0] = PIN_MAGIC;
+	p[last] = ~PIN_MAGIC;
+	sync_buf(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_RW);
+
+	step = what;
+	snprintf(path, sizeof(path), PIN_DIR "%s", what);
+	snprintf(num, sizeof(num), "%d", fd);
+	ctl = open(path, O_WRONLY);
+	if (ctl < 0 || write(ctl, num, strlen(num)) < 0) {
+		err = errno;
+		goto out;
+	}
+	step = "check";
+	sync_buf(fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ);
+	if (p[0] != ~PIN_MAGIC || p[last] != PIN_MAGIC)
+		err = EIO;
+	sync_buf(fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ);
+out:
+	if (ctl >= 0)
+		close(ctl);
+	if (p != MAP_FAILED)
+		munmap(p, size);
+	if (fd >= 0)
+		close(fd);
+	printf("heap=%s size=%zu kernel_user=%s error=%s%s%s\n", name, size, what,
+	       err ? strerrorname_np(err) : "none", err ? " step=" : "", err ? step : "");
+	return err != 0;
+}
+
 static int expect(const char *name, const char *what, int got, int want)
 {
 	int ok = got == -want;
@@ -261,7 +322,7 @@ static int check_errors(const char *name)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] [-H [-F] | -e] (-a | HEAP...)\n");
+	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] [-H [-F] | -K vmap|pin | -e] (-a | HEAP...)\n");
 	exit(2);
 }
 
@@ -281,8 +342,12 @@ static size_t parse_size(const char *arg)
 	return v;
 }
 
+static const char *kernel_what;
+
 static int run_one(int mode, const char *name, size_t size, unsigned int count)
 {
+	if (mode == 'K')
+		return kernel_user(name, size, kernel_what);
 	if (mode == 'H')
 		return hold_heap(name, size, count);
 	if (mode == 'e')
@@ -296,7 +361,7 @@ int main(int argc, char **argv)
 	unsigned long count = 10;
 	int opt, all = 0, rc = 0, mode = 0;
 
-	while ((opt = getopt(argc, argv, "s:n:aHeF")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:aHeFK:")) != -1) {
 		switch (opt) {
 		case 's':
 			size = parse_size(optarg);
@@ -315,6 +380,12 @@ int main(int argc, char **argv)
 			break;
 		case 'F':
 			fail_free = 1;
+			break;
+		case 'K':
+			if (strcmp(optarg, "vmap") && strcmp(optarg, "pin"))
+				usage();
+			mode = opt;
+			kernel_what = optarg;
 			break;
 		default:
 			usage();

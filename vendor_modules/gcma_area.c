@@ -15,6 +15,8 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bitmap.h>
+#include <linux/ctype.h>
+#include <linux/ioport.h>
 #include <linux/list.h>
 #include <linux/memblock.h>
 #include <linux/mm.h>
@@ -26,20 +28,41 @@
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
+#include <linux/workqueue.h>
 
 #include "gcma_area.h"
 #include "gcma_compat.h"
 
 #define GCMA_AREA_NAME_LEN	32
+/* Largest alignment a caller may ask for: 2^20 pages. */
+#define GCMA_AREA_MAX_ALIGN_ORDER	20
+/* A failed free is retried after this long, doubling up to the maximum. */
+#define GCMA_AREA_RETRY_MIN_MS	100
+#define GCMA_AREA_RETRY_MAX_MS	10000
+/*
+ * Ranges waiting for a retry are freed in chunks of at most this many pages,
+ * so that one page still referenced keeps only its chunk back.
+ */
+#define GCMA_AREA_RETRY_CHUNK	512
 
+/*
+ * A page of an area is in one of four states, told by the bitmaps below:
+ * free (no bit), allocated (bitmap), being freed (bitmap and freeing), or
+ * waiting for a retry of its free (bitmap and retry). Only free pages are
+ * handed out; only allocated ones may be freed by a caller.
+ */
 struct gcma_area {
 	struct list_head node;
 	char name[GCMA_AREA_NAME_LEN];
 	phys_addr_t base;
 	unsigned long start_pfn;
 	unsigned long count;
-	struct mutex lock;		/* the bitmap and the statistics */
-	unsigned long *bitmap;		/* allocated pages */
+	struct mutex lock;		/* the bitmaps and the statistics */
+	unsigned long *bitmap;		/* pages not free */
+	unsigned long *freeing;		/* pages GCMA is taking back now */
+	unsigned long *retry;		/* pages whose free failed */
+	unsigned int retry_ms;		/* the current retry delay */
+	struct delayed_work retry_work;
 	struct gcma_area_stats stats;
 };
 
@@ -133,6 +156,25 @@ unsigned long gcma_area_pages(const struct gcma_area *area)
 }
 EXPORT_SYMBOL_GPL(gcma_area_pages);
 
+/*
+ * Find a free range for gcma_area_alloc(), starting at page @from; bits of
+ * the range are set before the lock is dropped. Area lock held.
+ */
+static unsigned long gcma_area_reserve(struct gcma_area *area,
+				       unsigned long from, unsigned long count,
+				       unsigned long mask)
+{
+	unsigned long off;
+
+	lockdep_assert_held(&area->lock);
+	/* Areas are limited to UINT_MAX pages, so count fits the call. */
+	off = bitmap_find_next_zero_area_off(area->bitmap, area->count, from,
+					     count, mask, area->start_pfn & mask);
+	if (off < area->count)
+		bitmap_set(area->bitmap, off, count);
+	return off;
+}
+
 /**
  * gcma_area_alloc() - allocate a physically contiguous range of an area
  * @area: the area
@@ -140,53 +182,136 @@ EXPORT_SYMBOL_GPL(gcma_area_pages);
  * @align_order: the range starts at a multiple of 2^@align_order pages
  * @pfn: where the first page frame number is returned
  *
- * The pages come from GCMA with a refcount of one each; whatever cleancache
- * kept in them is dropped. They are not zeroed.
+ * The pages come from GCMA zeroed, with a refcount of one each; whatever
+ * cleancache kept in them is dropped. The lowest free range is tried first;
+ * should GCMA refuse it, the next free one is, as cma_alloc() does, so a
+ * range that cannot be taken does not fail every allocation.
  *
  * Context: process context, may sleep.
- * Return: 0; -EINVAL for an empty request; -ENOMEM when no free range of
- * that size and alignment exists; or the error of GCMA.
+ * Return: 0; -EINVAL for an empty request or an alignment above 2^20 pages;
+ * -ENOMEM when no free range of that size and alignment is left; or the
+ * error of GCMA for the last range tried.
  */
 int gcma_area_alloc(struct gcma_area *area, unsigned long count,
 		    unsigned int align_order, unsigned long *pfn)
 {
-	unsigned long mask = (1UL << align_order) - 1, off;
-	int err;
+	unsigned long mask, off, from = 0;
+	int err = -ENOMEM;
 
-	if (!count)
+	if (!count || align_order > GCMA_AREA_MAX_ALIGN_ORDER)
 		return -EINVAL;
+	if (count > area->count)
+		goto fail;
+	mask = (1UL << align_order) - 1;
 
 	mutex_lock(&area->lock);
-	off = count > area->count ? area->count :
-		bitmap_find_next_zero_area_off(area->bitmap, area->count, 0, count,
-					       mask, area->start_pfn & mask);
-	if (off >= area->count) {
-		area->stats.failures++;
+	for (;;) {
+		off = gcma_area_reserve(area, from, count, mask);
+		if (off >= area->count)
+			break;
+		/* The range is reserved: take the pages without the lock. */
 		mutex_unlock(&area->lock);
-		return -ENOMEM;
-	}
-	/* Reserve the range, then take the pages without holding the lock. */
-	bitmap_set(area->bitmap, off, count);
-	mutex_unlock(&area->lock);
-
-	err = gcma_compat_alloc(area->start_pfn + off, count);
-
-	mutex_lock(&area->lock);
-	if (err) {
+		err = gcma_compat_alloc(area->start_pfn + off, count);
+		mutex_lock(&area->lock);
+		if (!err)
+			break;
 		bitmap_clear(area->bitmap, off, count);
-		area->stats.failures++;
-	} else {
+		pr_debug("%s: %lu pages at +%lu refused (%d)\n", area->name,
+			 count, off, err);
+		from = off + 1;
+	}
+	if (!err) {
 		area->stats.allocs++;
 		area->stats.used_pages += count;
 		area->stats.peak_pages = max(area->stats.peak_pages,
 					     area->stats.used_pages);
+	} else {
+		area->stats.failures++;
 	}
 	mutex_unlock(&area->lock);
 	if (!err)
 		*pfn = area->start_pfn + off;
 	return err;
+
+fail:
+	mutex_lock(&area->lock);
+	area->stats.failures++;
+	mutex_unlock(&area->lock);
+	return err;
 }
 EXPORT_SYMBOL_GPL(gcma_area_alloc);
+
+/*
+ * Give @count pages at @off back to GCMA. Their bits in area->freeing are
+ * set, so nobody else touches them, and the area lock is not held: giving
+ * back 128 MiB must not stall allocations from the rest of the area. What
+ * GCMA refuses waits for a retry.
+ */
+static void gcma_area_give_back(struct gcma_area *area, unsigned long off,
+				unsigned long count)
+{
+	int err = gcma_compat_free(area->start_pfn + off, count);
+
+	mutex_lock(&area->lock);
+	bitmap_clear(area->freeing, off, count);
+	if (!err) {
+		bitmap_clear(area->bitmap, off, count);
+	} else {
+		bitmap_set(area->retry, off, count);
+		area->stats.pending_pages += count;
+		area->stats.free_failures++;
+		pr_warn_ratelimited("%s: %lu pages at pfn %#lx still in use (%d), retrying\n",
+				    area->name, count, area->start_pfn + off, err);
+		if (!delayed_work_pending(&area->retry_work))
+			schedule_delayed_work(&area->retry_work,
+					      msecs_to_jiffies(area->retry_ms));
+	}
+	mutex_unlock(&area->lock);
+}
+
+/*
+ * Retry the frees that failed, a chunk at a time. While some still fail,
+ * the delay doubles; it starts over once everything is back.
+ */
+static void gcma_area_retry(struct work_struct *work)
+{
+	struct gcma_area *area = container_of(to_delayed_work(work),
+					      struct gcma_area, retry_work);
+	unsigned long off = 0, end, pending;
+
+	for (;;) {
+		mutex_lock(&area->lock);
+		off = find_next_bit(area->retry, area->count, off);
+		if (off >= area->count) {
+			mutex_unlock(&area->lock);
+			break;
+		}
+		end = min(area->count, off + GCMA_AREA_RETRY_CHUNK);
+		end = find_next_zero_bit(area->retry, end, off);
+		bitmap_clear(area->retry, off, end - off);
+		bitmap_set(area->freeing, off, end - off);
+		area->stats.pending_pages -= end - off;
+		mutex_unlock(&area->lock);
+
+		gcma_area_give_back(area, off, end - off);
+		off = end;
+		cond_resched();
+	}
+
+	mutex_lock(&area->lock);
+	pending = area->stats.pending_pages;
+	if (pending) {
+		area->retry_ms = min(area->retry_ms * 2, GCMA_AREA_RETRY_MAX_MS);
+		/* give_back may have queued it at the old delay already. */
+		mod_delayed_work(system_wq, &area->retry_work,
+				 msecs_to_jiffies(area->retry_ms));
+	} else {
+		area->retry_ms = GCMA_AREA_RETRY_MIN_MS;
+	}
+	mutex_unlock(&area->lock);
+	if (!pending)
+		pr_info("%s: every failed free is done\n", area->name);
+}
 
 /**
  * gcma_area_free() - free a range allocated with gcma_area_alloc()
@@ -194,33 +319,38 @@ EXPORT_SYMBOL_GPL(gcma_area_alloc);
  * @pfn: first page frame number
  * @count: number of pages
  *
- * The caller must hold the only reference to every page.
+ * The caller must hold the only reference to every page, and gives the
+ * range up whatever happens: if GCMA cannot take it back now (a page is
+ * still referenced), the area retries later, and no range is lost. A range
+ * may be freed in several parts.
  *
  * Context: process context, may sleep.
- * Return: 0; -EINVAL for a range that is not allocated in @area; or the
- * error of GCMA (the range then stays allocated).
+ * Return: 0, or -EINVAL for a range that is not allocated in @area (it is
+ * then left alone).
  */
 int gcma_area_free(struct gcma_area *area, unsigned long pfn,
 		   unsigned long count)
 {
-	unsigned long off = pfn - area->start_pfn;
-	int err;
+	unsigned long off = pfn - area->start_pfn, end = off + count;
 
-	if (!count || pfn < area->start_pfn || off + count > area->count ||
-	    off + count < off)
+	if (!count || pfn < area->start_pfn || off >= area->count ||
+	    count > area->count - off)
 		return -EINVAL;
 	mutex_lock(&area->lock);
-	if (find_next_zero_bit(area->bitmap, off + count, off) < off + count) {
+	if (find_next_zero_bit(area->bitmap, end, off) < end ||
+	    find_next_bit(area->freeing, end, off) < end ||
+	    find_next_bit(area->retry, end, off) < end) {
 		mutex_unlock(&area->lock);
+		pr_err("%s: free of %lu pages at pfn %#lx: not allocated\n",
+		       area->name, count, pfn);
 		return -EINVAL;
 	}
-	err = gcma_compat_free(pfn, count);
-	if (!err) {
-		bitmap_clear(area->bitmap, off, count);
-		area->stats.used_pages -= count;
-	}
+	bitmap_set(area->freeing, off, count);
+	area->stats.used_pages -= count;
 	mutex_unlock(&area->lock);
-	return err;
+
+	gcma_area_give_back(area, off, count);
+	return 0;
 }
 EXPORT_SYMBOL_GPL(gcma_area_free);
 
@@ -238,25 +368,69 @@ void gcma_area_get_stats(struct gcma_area *area, struct gcma_area_stats *stats)
 }
 EXPORT_SYMBOL_GPL(gcma_area_get_stats);
 
+/*
+ * Names the kernel's own heaps use: a label is a heap name too, and must not
+ * collide with them (dma_heap_add() would only find out after creating the
+ * device node, with a sysfs warning).
+ */
+static const char *const gcma_area_taken_names[] = {
+	"system", "system-uncached", "linux,cma", "reserved",
+	"default_cma_region",
+};
+
+/*
+ * A label becomes /dev/dma_heap/<label> and is passed to device_create() as
+ * a format string: only lower-case letters, digits and "_.,-".
+ */
+static const char *gcma_area_check_name(const char *name)
+{
+	const char *c;
+	int i;
+
+	if (!*name || strlen(name) >= GCMA_AREA_NAME_LEN)
+		return "name empty or too long";
+	for (c = name; *c; c++)
+		if (!islower(*c) && !isdigit(*c) && !strchr("_.,-", *c))
+			return "name has characters other than [a-z0-9_.,-]";
+	for (i = 0; i < ARRAY_SIZE(gcma_area_taken_names); i++)
+		if (!strcmp(name, gcma_area_taken_names[i]))
+			return "name already used by a kernel heap";
+	if (gcma_area_lookup(name))
+		return "name already used by another area";
+	return NULL;
+}
+
 /* Checks common to both sources: NULL if the range is fine, else why not. */
 static const char *gcma_area_check_range(phys_addr_t base, phys_addr_t size)
 {
-	unsigned long pfn, end;
 	struct gcma_area *other;
 
 	if (!size)
 		return "zero size";
 	if (!PAGE_ALIGNED(base) || !PAGE_ALIGNED(size))
 		return "base or size not page aligned";
-	end = PHYS_PFN(base + size);
-	for (pfn = PHYS_PFN(base); pfn < end; pfn++)
-		if (!pfn_valid(pfn))
-			return "outside RAM";
+	if (size >> PAGE_SHIFT > UINT_MAX)
+		return "larger than 2^32 pages";
+	/*
+	 * pfn_valid() is true in a hole of a memory section and for no-map
+	 * memory; cleancache would then copy into memory that is not there or
+	 * not mapped. Only memory that is System RAM all through will do.
+	 */
+	if (region_intersects(base, size, IORESOURCE_SYSTEM_RAM,
+			      IORES_DESC_NONE) != REGION_INTERSECTS)
+		return "not all of it is mapped System RAM";
 	list_for_each_entry(other, &gcma_areas, node)
 		if (base < other->base + ((phys_addr_t)other->count << PAGE_SHIFT) &&
 		    other->base < base + size)
 			return "overlaps another area";
 	return NULL;
+}
+
+static void gcma_area_free_bitmaps(struct gcma_area *area)
+{
+	bitmap_free(area->retry);
+	bitmap_free(area->freeing);
+	bitmap_free(area->bitmap);
 }
 
 static int gcma_area_add(const char *what, const char *name, phys_addr_t base,
@@ -267,10 +441,8 @@ static int gcma_area_add(const char *what, const char *name, phys_addr_t base,
 	int err;
 
 	reason = gcma_area_check_range(base, size);
-	if (!reason && (!*name || strlen(name) >= GCMA_AREA_NAME_LEN))
-		reason = "name empty or too long";
-	if (!reason && gcma_area_lookup(name))
-		reason = "name already used by another area";
+	if (!reason)
+		reason = gcma_area_check_name(name);
 	if (reason) {
 		pr_err("%s: rejected: %s\n", what, reason);
 		return -EINVAL;
@@ -281,39 +453,111 @@ static int gcma_area_add(const char *what, const char *name, phys_addr_t base,
 		return -ENOMEM;
 	area->count = size >> PAGE_SHIFT;
 	area->bitmap = bitmap_zalloc(area->count, GFP_KERNEL);
-	if (!area->bitmap) {
+	area->freeing = bitmap_zalloc(area->count, GFP_KERNEL);
+	area->retry = bitmap_zalloc(area->count, GFP_KERNEL);
+	if (!area->bitmap || !area->freeing || !area->retry) {
 		err = -ENOMEM;
-		goto free_area;
+		goto free_bitmaps;
 	}
 	strscpy(area->name, name, sizeof(area->name));
 	area->base = base;
 	area->start_pfn = PHYS_PFN(base);
 	mutex_init(&area->lock);
+	area->retry_ms = GCMA_AREA_RETRY_MIN_MS;
+	INIT_DELAYED_WORK(&area->retry_work, gcma_area_retry);
 
 	err = gcma_compat_register(name, base, size);
 	if (err) {
 		pr_err("%s: rejected: GCMA registration failed (%d)\n", what, err);
-		goto free_bitmap;
+		goto free_bitmaps;
 	}
 	list_add_tail(&area->node, &gcma_areas);
 	pr_info("%s: area %s, %pa + %lu KiB\n", what, name, &base,
 		(unsigned long)(size >> 10));
 	return 0;
 
-free_bitmap:
-	bitmap_free(area->bitmap);
-free_area:
+free_bitmaps:
+	gcma_area_free_bitmaps(area);
 	kfree(area);
 	return err;
+}
+
+/*
+ * The device other than a gcma,area node that names @region in its
+ * memory-region, with a reference, or NULL: such a region is its memory.
+ */
+static struct device_node *gcma_area_region_user(struct device_node *region)
+{
+	struct device_node *np, *r;
+	int i;
+
+	for_each_node_with_property(np, "memory-region") {
+		if (of_device_is_compatible(np, "gcma,area"))
+			continue;
+		for (i = 0; (r = of_parse_phandle(np, "memory-region", i)); i++) {
+			of_node_put(r);
+			if (r == region)
+				return np;
+		}
+	}
+	return NULL;
+}
+
+/* Room for a reason that names another node; nodes are taken one by one. */
+static char gcma_area_reason[128];
+
+/*
+ * Why @region cannot be an area, or NULL. base and size come from
+ * of_reserved_mem_lookup(), which matches names only: the region must be a
+ * child of /reserved-memory (where names are unique) for it to be this one.
+ * Statically placed (reg) and dynamically placed (size, alloc-ranges)
+ * regions are both fine.
+ */
+static const char *gcma_area_check_region(struct device_node *region,
+					  struct reserved_mem **rmem)
+{
+	struct device_node *parent, *user;
+	struct resource res;
+	bool wrong_parent;
+
+	parent = of_get_parent(region);
+	wrong_parent = !parent || !of_node_name_eq(parent, "reserved-memory") ||
+		       !parent->parent || parent->parent->parent;
+	of_node_put(parent);
+	if (wrong_parent)
+		return "memory-region is not a child of /reserved-memory";
+	if (of_property_read_bool(region, "no-map"))
+		return "memory-region is no-map (GCMA needs it mapped)";
+	if (of_device_is_compatible(region, "shared-dma-pool") ||
+	    of_property_read_bool(region, "reusable"))
+		return "memory-region is already a CMA pool";
+	if (of_property_present(region, "compatible"))
+		return "memory-region has a compatible: it is that driver's";
+	if (of_property_present(region, "reg")) {
+		if (of_address_to_resource(region, 0, &res))
+			return "memory-region has a bad reg";
+		if (!resource_size(&res))
+			return "zero size";
+	}
+	*rmem = of_reserved_mem_lookup(region);
+	if (!*rmem)
+		return "memory-region is not reserved memory";
+	user = gcma_area_region_user(region);
+	if (user) {
+		snprintf(gcma_area_reason, sizeof(gcma_area_reason),
+			 "memory-region is also %pOF's", user);
+		of_node_put(user);
+		return gcma_area_reason;
+	}
+	return NULL;
 }
 
 /* One "gcma,area" node. Return: why it is bad, or NULL once handed on. */
 static const char *gcma_area_from_node(struct device_node *np)
 {
+	struct reserved_mem *rmem = NULL;
 	struct device_node *region;
-	struct reserved_mem *rmem;
-	const char *label, *reason = NULL;
-	struct resource res;
+	const char *label, *reason;
 	char what[96];
 
 	if (!of_property_present(np, "memory-region"))
@@ -321,21 +565,17 @@ static const char *gcma_area_from_node(struct device_node *np)
 	region = of_parse_phandle(np, "memory-region", 0);
 	if (!region)
 		return "memory-region does not point to a node";
-	if (of_property_read_string(np, "label", &label))
+	if (of_property_read_string(np, "label", &label)) {
 		reason = "no label";
-	else if (of_property_read_bool(region, "no-map"))
-		reason = "memory-region is no-map (GCMA needs it mapped)";
-	else if (of_device_is_compatible(region, "shared-dma-pool") ||
-		 of_property_read_bool(region, "reusable"))
-		reason = "memory-region is already a CMA pool";
-	else if (of_address_to_resource(region, 0, &res))
-		reason = "memory-region has no reg";
-	else if (!resource_size(&res))
-		reason = "zero size";
-	else if (!of_reserved_mem_lookup(region))
-		reason = "memory-region is not reserved memory";
-	if (!reason) {
-		rmem = of_reserved_mem_lookup(region);
+	} else if (of_property_read_bool(region, "reusable") &&
+		   of_property_read_bool(region, "guarantee")) {
+		/* Upstream's CMA backs such a region with GCMA itself. */
+		pr_info("%pOF: left to CMA: %pOF has guarantee\n", np, region);
+		reason = NULL;
+	} else {
+		reason = gcma_area_check_region(region, &rmem);
+	}
+	if (rmem && !reason) {
 		snprintf(what, sizeof(what), "%pOF", np);
 		/* It prints its own line if it rejects the area. */
 		gcma_area_add(what, label, rmem->base, rmem->size);
@@ -386,8 +626,36 @@ static void gcma_area_from_dt(void)
 	kfree(nodes);
 }
 
+/*
+ * A reserve_mem= region is ours only if no device-tree reserved region
+ * (which has an owner) overlaps it. Return: the overlapping region, or NULL.
+ */
+static struct reserved_mem *gcma_area_dt_owner(phys_addr_t base,
+					       phys_addr_t size)
+{
+	struct device_node *parent, *child;
+	struct reserved_mem *rmem, *found = NULL;
+
+	parent = of_find_node_by_path("/reserved-memory");
+	if (!parent)
+		return NULL;
+	for_each_child_of_node(parent, child) {
+		rmem = of_reserved_mem_lookup(child);
+		if (rmem && base < rmem->base + rmem->size &&
+		    rmem->base < base + size) {
+			found = rmem;
+			of_node_put(child);
+			break;
+		}
+	}
+	of_node_put(parent);
+	return found;
+}
+
 static void gcma_area_from_reserve_mem(void)
 {
+	struct reserved_mem *owner;
+
 	char *list, *cursor, *name;
 	phys_addr_t base, size;
 	char what[64];
@@ -404,6 +672,12 @@ static void gcma_area_from_reserve_mem(void)
 			pr_err("%s: rejected: no such reserve_mem region\n", what);
 			continue;
 		}
+		owner = gcma_area_dt_owner(base, size);
+		if (owner) {
+			pr_err("%s: rejected: overlaps reserved-memory region %s\n",
+			       what, owner->name);
+			continue;
+		}
 		gcma_area_add(what, name, base, size);
 	}
 	kfree(list);
@@ -416,6 +690,11 @@ static void gcma_area_release_all(void)
 	int err;
 
 	list_for_each_entry_safe(area, next, &gcma_areas, node) {
+		/* Nobody frees any more: one last try for what is waiting. */
+		cancel_delayed_work_sync(&area->retry_work);
+		if (area->stats.pending_pages)
+			gcma_area_retry(&area->retry_work.work);
+		cancel_delayed_work_sync(&area->retry_work);
 		err = gcma_compat_unregister(area->name);
 		if (err) {
 			/* Pages may be in use: keep them reserved, lose the area. */
@@ -423,7 +702,7 @@ static void gcma_area_release_all(void)
 			continue;
 		}
 		list_del(&area->node);
-		bitmap_free(area->bitmap);
+		gcma_area_free_bitmaps(area);
 		kfree(area);
 	}
 }

@@ -17,6 +17,8 @@ struct gcma_area_stats {
 	unsigned long peak_pages;
 	unsigned long allocs;
 	unsigned long failures;
+	unsigned long pending_pages;	/* freed, waiting for a retry */
+	unsigned long free_failures;	/* frees GCMA refused, retries included */
 };
 
 struct gcma_area *gcma_area_find(const char *name);

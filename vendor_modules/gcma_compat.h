@@ -13,6 +13,8 @@
 #define _GCMA_COMPAT_H
 
 #include <linux/gcma.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/pfn.h>
 #include <linux/types.h>
@@ -43,15 +45,35 @@ static inline int gcma_compat_unregister(const char *name)
 	return -EOPNOTSUPP;
 }
 
-/* Android's calls cannot fail for a range that is free and inside an area. */
+/*
+ * Android's calls cannot fail for a range that is free and inside an area,
+ * and its pages come back as cleancache left them: zero them here, so that
+ * both APIs hand out zeroed pages.
+ */
 static inline int gcma_compat_alloc(unsigned long pfn, unsigned long count)
 {
+	unsigned long i;
+
 	gcma_alloc_range(pfn, pfn + count - 1);
+	for (i = 0; i < count; i++) {
+		clear_highpage(pfn_to_page(pfn + i));
+		cond_resched();
+	}
 	return 0;
 }
 
+/*
+ * Android's gcma_free_range() checks no reference: a page some driver still
+ * holds would be lent to cleancache while in use. Refuse the range then, as
+ * our GCMA does; the caller retries later.
+ */
 static inline int gcma_compat_free(unsigned long pfn, unsigned long count)
 {
+	unsigned long i;
+
+	for (i = 0; i < count; i++)
+		if (page_ref_count(pfn_to_page(pfn + i)) != 1)
+			return -EBUSY;
 	gcma_free_range(pfn, pfn + count - 1);
 	return 0;
 }

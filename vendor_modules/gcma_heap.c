@@ -24,7 +24,6 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/scatterlist.h>
-#include <linux/sched/signal.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
@@ -239,7 +238,6 @@ static void gcma_heap_release(struct dma_buf *dmabuf)
 {
 	struct gcma_heap_buffer *buffer = dmabuf->priv;
 	struct gcma_heap *heap = buffer->heap;
-	int err;
 
 	if (buffer->vmap_cnt > 0) {
 		pr_warn_once("%s: buffer released while still vmapped\n",
@@ -247,13 +245,9 @@ static void gcma_heap_release(struct dma_buf *dmabuf)
 		vunmap(buffer->vaddr);
 	}
 	kvfree(buffer->pages);
-	err = gcma_area_free(heap->area, buffer->pfn, buffer->pagecount);
-	if (err)
-		pr_err("%s: %lu pages at pfn %#lx not freed (%d)\n",
-		       gcma_area_name(heap->area), buffer->pagecount, buffer->pfn,
-		       err);
-	else
-		gcma_heap_account(heap, -(s64)(buffer->pagecount << PAGE_SHIFT));
+	/* Never fails for our range: what GCMA cannot take now, it retries. */
+	gcma_area_free(heap->area, buffer->pfn, buffer->pagecount);
+	gcma_heap_account(heap, -(s64)(buffer->pagecount << PAGE_SHIFT));
 	kfree(buffer);
 }
 
@@ -269,19 +263,6 @@ static const struct dma_buf_ops gcma_heap_buf_ops = {
 	.vunmap = gcma_heap_vunmap,
 	.release = gcma_heap_release,
 };
-
-/* Zero the range a page at a time, giving up on a fatal signal. */
-static int gcma_heap_zero(unsigned long pfn, pgoff_t pagecount)
-{
-	pgoff_t i;
-
-	for (i = 0; i < pagecount; i++) {
-		clear_highpage(pfn_to_page(pfn + i));
-		if (!(i % 256) && fatal_signal_pending(current))
-			return -EINTR;
-	}
-	return 0;
-}
 
 static void gcma_heap_count(struct gcma_heap *heap, bool ok, ktime_t start)
 {
@@ -335,12 +316,10 @@ static struct dma_buf *gcma_heap_allocate(struct dma_heap *dma_heap,
 
 	align = min_t(unsigned int, get_order(PAGE_ALIGN(len)),
 		      GCMA_HEAP_MAX_ALIGN_ORDER);
+	/* The range comes zeroed: it may hold other people's file data. */
 	ret = gcma_area_alloc(heap->area, buffer->pagecount, align, &buffer->pfn);
 	if (ret)
 		goto free_pages_array;
-	ret = gcma_heap_zero(buffer->pfn, buffer->pagecount);
-	if (ret)
-		goto free_range;
 	for (i = 0; i < buffer->pagecount; i++)
 		buffer->pages[i] = pfn_to_page(buffer->pfn + i);
 
@@ -381,9 +360,11 @@ static int gcma_heap_stats_show(struct seq_file *s, void *unused)
 	gcma_area_get_stats(heap->area, &area);
 	mutex_lock(&heap->lock);
 	seq_printf(s, "allocations: %llu\nfailures: %llu\nbytes_in_use: %llu\n"
-		   "peak_bytes: %llu\narea_pages: %lu\narea_peak_pages: %lu\n",
+		   "peak_bytes: %llu\narea_pages: %lu\narea_peak_pages: %lu\n"
+		   "area_pending_pages: %lu\narea_free_failures: %lu\n",
 		   heap->allocs, heap->failures, heap->bytes_in_use,
-		   heap->peak_bytes, area.total_pages, area.peak_pages);
+		   heap->peak_bytes, area.total_pages, area.peak_pages,
+		   area.pending_pages, area.free_failures);
 	seq_puts(s, "latency_us:");
 	for (i = 0; i < GCMA_HEAP_LAT_BUCKETS; i++)
 		if (heap->latency_us[i])
@@ -394,12 +375,21 @@ static int gcma_heap_stats_show(struct seq_file *s, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(gcma_heap_stats);
 
-static int gcma_heap_add(struct gcma_area *area, void *unused)
+/* Every area's heap, allocated before the first is added. */
+struct gcma_heap_set {
+	struct gcma_heap **heaps;
+	unsigned int nr;
+};
+
+static int gcma_heap_count_area(struct gcma_area *area, void *data)
 {
-	struct dma_heap_export_info exp_info = {
-		.name = gcma_area_name(area),
-		.ops = &gcma_heap_ops,
-	};
+	(*(unsigned int *)data)++;
+	return 0;
+}
+
+static int gcma_heap_prepare(struct gcma_area *area, void *data)
+{
+	struct gcma_heap_set *set = data;
 	struct gcma_heap *heap;
 
 	heap = kzalloc(sizeof(*heap), GFP_KERNEL);
@@ -407,23 +397,72 @@ static int gcma_heap_add(struct gcma_area *area, void *unused)
 		return -ENOMEM;
 	heap->area = area;
 	mutex_init(&heap->lock);
-	exp_info.priv = heap;
+	set->heaps[set->nr++] = heap;
+	return 0;
+}
+
+/*
+ * Add one heap. A heap cannot be removed once added, so from the first one
+ * on nothing may fail the module: a heap that cannot be added is logged and
+ * left out.
+ */
+static bool gcma_heap_add(struct gcma_heap *heap, struct dentry *dir)
+{
+	struct dma_heap_export_info exp_info = {
+		.name = gcma_area_name(heap->area),
+		.ops = &gcma_heap_ops,
+		.priv = heap,
+	};
+
 	heap->heap = dma_heap_add(&exp_info);
 	if (IS_ERR(heap->heap)) {
 		pr_err("%s: no heap (%ld)\n", exp_info.name, PTR_ERR(heap->heap));
-		kfree(heap);
-		return 0;	/* the other areas still get theirs */
+		return false;
 	}
-	debugfs_create_file(exp_info.name, 0444, gcma_heap_debugfs, heap,
-			    &gcma_heap_stats_fops);
+	debugfs_create_file(exp_info.name, 0444, dir, heap, &gcma_heap_stats_fops);
 	pr_info("%s: /dev/dma_heap/%s\n", exp_info.name, exp_info.name);
-	return 0;
+	return true;
 }
 
 static int __init gcma_heap_init(void)
 {
+	struct gcma_heap_set set = { 0 };
+	unsigned int nr = 0, i, added = 0;
+	int err;
+
+	gcma_area_for_each(gcma_heap_count_area, &nr);
+	if (!nr)
+		return -ENODEV;
+	set.heaps = kcalloc(nr, sizeof(*set.heaps), GFP_KERNEL);
+	if (!set.heaps)
+		return -ENOMEM;
+	/* Areas are fixed once gcma_area is loaded: nr cannot grow. */
+	err = gcma_area_for_each(gcma_heap_prepare, &set);
+	if (err)
+		goto free_heaps;
+
 	gcma_heap_debugfs = debugfs_create_dir("gcma_heap", NULL);
-	return gcma_area_for_each(gcma_heap_add, NULL);
+	for (i = 0; i < set.nr; i++) {
+		if (gcma_heap_add(set.heaps[i], gcma_heap_debugfs)) {
+			added++;
+		} else {
+			kfree(set.heaps[i]);
+			set.heaps[i] = NULL;
+		}
+	}
+	if (!added) {
+		debugfs_remove_recursive(gcma_heap_debugfs);
+		err = -ENODEV;
+	}
+	/* The heaps that were added live as long as the kernel. */
+	kfree(set.heaps);
+	return err;
+
+free_heaps:
+	while (set.nr--)
+		kfree(set.heaps[set.nr]);
+	kfree(set.heaps);
+	return err;
 }
 module_init(gcma_heap_init);
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from gcma import dt, klog, paths
-from gcma.machine import VIRT
+from gcma.machine import VIRT, Machine
 from gcma.report import parse_kv
 from gcma.target import Artefacts, EmulatedTarget
 
@@ -145,14 +145,21 @@ def test_reserve_mem_source(bare_target: Target) -> None:
 
 
 BAD_AREAS = {
+    "gcma-area-x-badchar": "name has characters other than [a-z0-9_.,-]",
     "gcma-area-x-cma": "memory-region is already a CMA pool",
     "gcma-area-x-dangling": "memory-region does not point to a node",
     "gcma-area-x-duplabel": "name already used by another area",
     "gcma-area-x-nolabel": "no label",
     "gcma-area-x-nomap": "memory-region is no-map (GCMA needs it mapped)",
     "gcma-area-x-nophandle": "no memory-region",
-    "gcma-area-x-outside": "outside RAM",
+    "gcma-area-x-notchild": "memory-region is not a child of /reserved-memory",
+    "gcma-area-x-outside": "not all of it is mapped System RAM",
     "gcma-area-x-overlap": "overlaps another area",
+    "gcma-area-x-overnomap": "not all of it is mapped System RAM",
+    "gcma-area-x-owned": "memory-region is also /x-owner-device's",
+    "gcma-area-x-ramoops": "memory-region has a compatible: it is that driver's",
+    "gcma-area-x-slash": "name has characters other than [a-z0-9_.,-]",
+    "gcma-area-x-system": "name already used by a kernel heap",
     "gcma-area-x-unaligned": "base or size not page aligned",
     "gcma-area-x-zero": "zero size",
 }
@@ -174,10 +181,96 @@ def test_bad_device_tree_nodes_are_rejected(built: None, variant: str) -> None:
             assert len(lines) == 1, (node, rejected)
             assert lines[0].endswith(f"rejected: {reason}"), lines[0]
         assert len(rejected) == len(BAD_AREAS)
+        assert "gcma_area: /gcma-area-x-guarantee: left to CMA: " \
+               "/reserved-memory/guarantee@6f400000 has guarantee" in log
         heaps = shell.check("ls /dev/dma_heap").split()
-        assert sorted(h for h in heaps if h not in ("system", "linux,cma")) == ["camera", "video"]
-        for area in AREAS:
+        assert sorted(h for h in heaps if h not in ("system", "linux,cma")) == \
+            ["camera", "dynamic", "video"]
+        for area in (*AREAS, "dynamic"):
             assert parse_kv(shell.check(f"heap_alloc -s 4M -n 2 {area}"))["ok"] == "2"
+        # The dynamic region sits where the kernel placed it, inside alloc-ranges.
+        placed = re.search(r"gcma_area: /gcma-area-dynamic: area dynamic, (0x[0-9a-f]+) ", log)
+        assert placed and 0x7c000000 <= int(placed.group(1), 16) <= 0x7dc00000, log
+        assert klog.scan(log) == []
+    finally:
+        shell.close()
+        emulated.stop()
+
+
+def _heap_stats(target: Target, heap: str) -> dict[str, str]:
+    text = target.shell.check(f"cat /sys/kernel/debug/gcma_heap/{heap}")
+    return dict(line.split(": ", 1) for line in text.splitlines())
+
+
+@pytest.fixture
+def gcma_pin(target: Target) -> Iterator[None]:
+    target.shell.check("insmod /lib/modules/gcma-tests/gcma_pin.ko")
+    try:
+        yield
+    finally:
+        target.shell.check("echo 1 > /sys/kernel/debug/gcma_pin/unpin && rmmod gcma_pin")
+
+
+def test_kernel_vmap_user_sees_the_buffer(target: Target, gcma_pin: None) -> None:
+    """A driver that imports a buffer and vmaps it reads what user space wrote,
+    and user space reads what it wrote back."""
+    for size in ("4K", "1M", "5M"):
+        row = parse_kv(target.shell.check(f"heap_alloc -K vmap -s {size} camera"))
+        assert row["error"] == "none", row
+    assert _heap_stats(target, "camera")["bytes_in_use"] == "0"
+
+
+def _whole_area_allocates(target: Target, area: str) -> bool:
+    row = parse_kv(target.shell.check(f"heap_alloc -H -s {AREAS[area] // MIB}M -n 1 {area}"))
+    return row["held"] == "1"
+
+
+def test_free_of_a_referenced_range_is_retried(target: Target, gcma_pin: None) -> None:
+    """A driver keeps a reference to a page of a released buffer: GCMA cannot take
+    the range back, and the area keeps retrying until the reference goes. No
+    range is lost."""
+    t = target.shell
+    row = parse_kv(t.check("heap_alloc -K pin -s 16M camera"))
+    assert row["error"] == "none", row
+    assert t.check("cat /sys/kernel/debug/gcma_pin/pinned").strip() == "1"
+    stats = _heap_stats(target, "camera")
+    # The buffer is gone; its range is still the area's, waiting.
+    assert stats["bytes_in_use"] == "0"
+    assert 0 < int(stats["area_pending_pages"]) <= 16 * MIB // 4096, stats
+    # Retries go in chunks of 512 pages: only the chunk of the held page waits.
+    t.check("for i in $(seq 40); do "
+            "grep -q '^area_pending_pages: 512$' /sys/kernel/debug/gcma_heap/camera && break; "
+            "sleep 0.5; done")
+    assert _heap_stats(target, "camera")["area_pending_pages"] == "512"
+    assert not _whole_area_allocates(target, "camera")
+    assert "retrying" in t.check("dmesg | grep 'gcma_area: camera:' | tail -n 3")
+    t.check("echo 1 > /sys/kernel/debug/gcma_pin/unpin")
+    # The retry backs off up to 10 s; give it a few rounds.
+    t.check("for i in $(seq 60); do "
+            "grep -q '^area_pending_pages: 0$' /sys/kernel/debug/gcma_heap/camera && break; "
+            "sleep 0.5; done")
+    assert _heap_stats(target, "camera")["area_pending_pages"] == "0"
+    assert _whole_area_allocates(target, "camera")
+    assert _pool(target, "camera", "donated") == AREAS["camera"] // 4096
+
+
+def test_region_in_a_memory_hole_is_rejected(built: None, variant: str) -> None:
+    """With -m 1000, RAM ends inside a memory section: pfn_valid() holds in the
+    hole after it, but a region there is not RAM and must not become an area."""
+    machine = Machine(memory_mib=1000)
+    dtb = dt.build(machine, [paths.PROJECT / "dts" / "virt-gcma.dtso",
+                             paths.PROJECT / "tests" / "fixtures" / "dt" / "hole-area.dtso"],
+                   name="virt-gcma-hole", check_ram=False)
+    art = Artefacts.default(variant)
+    art.dtb = dtb
+    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-hole")
+    shell = emulated.start(art, machine=machine, timeout=300)
+    try:
+        log = shell.check("dmesg")
+        assert "gcma_area: /gcma-area-x-hole: rejected: not all of it is mapped System RAM" \
+            in log, [ln for ln in log.splitlines() if "gcma" in ln]
+        assert "x-hole" not in shell.check("ls /dev/dma_heap").split()
+        assert parse_kv(shell.check("heap_alloc -s 4M -n 2 camera"))["ok"] == "2"
         assert klog.scan(log) == []
     finally:
         shell.close()

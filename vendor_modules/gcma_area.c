@@ -17,6 +17,11 @@
 #include <linux/bitmap.h>
 #include <linux/ctype.h>
 #include <linux/ioport.h>
+#include <linux/kobject.h>
+#include <linux/ktime.h>
+#include <linux/math64.h>
+#include <linux/sizes.h>
+#include <linux/sysfs.h>
 #include <linux/list.h>
 #include <linux/memblock.h>
 #include <linux/mm.h>
@@ -64,6 +69,7 @@ struct gcma_area {
 	unsigned int retry_ms;		/* the current retry delay */
 	struct delayed_work retry_work;
 	struct gcma_area_stats stats;
+	struct kobject *kobj;		/* /sys/kernel/gcma_area/<name> */
 };
 
 static char *source = "dt";
@@ -196,6 +202,7 @@ int gcma_area_alloc(struct gcma_area *area, unsigned long count,
 		    unsigned int align_order, unsigned long *pfn)
 {
 	unsigned long mask, off, from = 0;
+	u64 start = ktime_get_ns();
 	int err = -ENOMEM;
 
 	if (!count || align_order > GCMA_AREA_MAX_ALIGN_ORDER)
@@ -222,12 +229,15 @@ int gcma_area_alloc(struct gcma_area *area, unsigned long count,
 	}
 	if (!err) {
 		area->stats.allocs++;
+		area->stats.alloc_pages += count;
 		area->stats.used_pages += count;
 		area->stats.peak_pages = max(area->stats.peak_pages,
 					     area->stats.used_pages);
 	} else {
 		area->stats.failures++;
+		area->stats.failed_pages += count;
 	}
+	area->stats.alloc_ns += ktime_get_ns() - start;
 	mutex_unlock(&area->lock);
 	if (!err)
 		*pfn = area->start_pfn + off;
@@ -236,6 +246,7 @@ int gcma_area_alloc(struct gcma_area *area, unsigned long count,
 fail:
 	mutex_lock(&area->lock);
 	area->stats.failures++;
+	area->stats.failed_pages += count;
 	mutex_unlock(&area->lock);
 	return err;
 }
@@ -245,10 +256,10 @@ EXPORT_SYMBOL_GPL(gcma_area_alloc);
  * Give @count pages at @off back to GCMA. Their bits in area->freeing are
  * set, so nobody else touches them, and the area lock is not held: giving
  * back 128 MiB must not stall allocations from the rest of the area. What
- * GCMA refuses waits for a retry.
+ * GCMA refuses waits for a retry. @retry: these pages are pending already.
  */
 static void gcma_area_give_back(struct gcma_area *area, unsigned long off,
-				unsigned long count)
+				unsigned long count, bool retry)
 {
 	int err = gcma_compat_free(area->start_pfn + off, count);
 
@@ -256,9 +267,12 @@ static void gcma_area_give_back(struct gcma_area *area, unsigned long off,
 	bitmap_clear(area->freeing, off, count);
 	if (!err) {
 		bitmap_clear(area->bitmap, off, count);
+		if (retry)
+			area->stats.pending_pages -= count;
 	} else {
 		bitmap_set(area->retry, off, count);
-		area->stats.pending_pages += count;
+		if (!retry)
+			area->stats.pending_pages += count;
 		area->stats.free_failures++;
 		pr_warn_ratelimited("%s: %lu pages at pfn %#lx still in use (%d), retrying\n",
 				    area->name, count, area->start_pfn + off, err);
@@ -288,12 +302,12 @@ static void gcma_area_retry(struct work_struct *work)
 		}
 		end = min(area->count, off + GCMA_AREA_RETRY_CHUNK);
 		end = find_next_zero_bit(area->retry, end, off);
+		/* Still pending (and counted so) until GCMA takes them. */
 		bitmap_clear(area->retry, off, end - off);
 		bitmap_set(area->freeing, off, end - off);
-		area->stats.pending_pages -= end - off;
 		mutex_unlock(&area->lock);
 
-		gcma_area_give_back(area, off, end - off);
+		gcma_area_give_back(area, off, end - off, true);
 		off = end;
 		cond_resched();
 	}
@@ -349,7 +363,7 @@ int gcma_area_free(struct gcma_area *area, unsigned long pfn,
 	area->stats.used_pages -= count;
 	mutex_unlock(&area->lock);
 
-	gcma_area_give_back(area, off, count);
+	gcma_area_give_back(area, off, count, false);
 	return 0;
 }
 EXPORT_SYMBOL_GPL(gcma_area_free);
@@ -367,6 +381,172 @@ void gcma_area_get_stats(struct gcma_area *area, struct gcma_area_stats *stats)
 	stats->total_pages = area->count;
 }
 EXPORT_SYMBOL_GPL(gcma_area_get_stats);
+
+/*
+ * sysfs: /sys/kernel/gcma_area/<name>/, after /sys/kernel/mm/cma/<name>/,
+ * for user builds that do not mount debugfs. Sizes in KiB, counts in pages.
+ */
+struct gcma_area_kobj {
+	struct kobject kobj;
+	struct gcma_area *area;
+};
+
+static struct kobject *gcma_area_kobj;
+
+/* The longest run of free pages: tells fragmentation from exhaustion. */
+static unsigned long gcma_area_largest_free(struct gcma_area *area)
+{
+	unsigned long start = 0, end, best = 0;
+
+	lockdep_assert_held(&area->lock);
+	for (;;) {
+		start = find_next_zero_bit(area->bitmap, area->count, start);
+		if (start >= area->count)
+			return best;
+		end = find_next_bit(area->bitmap, area->count, start);
+		best = max(best, end - start);
+		start = end;
+	}
+}
+
+enum gcma_area_attr_item {
+	GCMA_AREA_TOTAL_KIB,
+	GCMA_AREA_USED_KIB,
+	GCMA_AREA_PEAK_KIB,
+	GCMA_AREA_LARGEST_FREE_KIB,
+	GCMA_AREA_ALLOC_PAGES_SUCCESS,
+	GCMA_AREA_ALLOC_PAGES_FAIL,
+	GCMA_AREA_ALLOC_US,
+	GCMA_AREA_PENDING_PAGES,
+	GCMA_AREA_FREE_FAILURES,
+};
+
+struct gcma_area_attribute {
+	struct kobj_attribute attr;
+	enum gcma_area_attr_item item;
+};
+
+static ssize_t gcma_area_attr_show(struct kobject *kobj,
+				   struct kobj_attribute *attr, char *buf)
+{
+	struct gcma_area *area = container_of(kobj, struct gcma_area_kobj,
+					      kobj)->area;
+	struct gcma_area_attribute *a = container_of(attr,
+						     struct gcma_area_attribute,
+						     attr);
+	const struct gcma_area_stats *st = &area->stats;
+	unsigned long kib = PAGE_SIZE / SZ_1K;
+	u64 val;
+
+	mutex_lock(&area->lock);
+	switch (a->item) {
+	case GCMA_AREA_TOTAL_KIB:
+		val = area->count * kib;
+		break;
+	case GCMA_AREA_USED_KIB:
+		val = st->used_pages * kib;
+		break;
+	case GCMA_AREA_PEAK_KIB:
+		val = st->peak_pages * kib;
+		break;
+	case GCMA_AREA_LARGEST_FREE_KIB:
+		val = gcma_area_largest_free(area) * kib;
+		break;
+	case GCMA_AREA_ALLOC_PAGES_SUCCESS:
+		val = st->alloc_pages;
+		break;
+	case GCMA_AREA_ALLOC_PAGES_FAIL:
+		val = st->failed_pages;
+		break;
+	case GCMA_AREA_ALLOC_US:
+		val = div_u64(st->alloc_ns, NSEC_PER_USEC);
+		break;
+	case GCMA_AREA_PENDING_PAGES:
+		val = st->pending_pages;
+		break;
+	default:
+		val = st->free_failures;
+		break;
+	}
+	mutex_unlock(&area->lock);
+	return sysfs_emit(buf, "%llu\n", val);
+}
+
+#define GCMA_AREA_ATTR(_name, _item)					\
+	static struct gcma_area_attribute gcma_area_attr_##_name = {	\
+		.attr = __ATTR(_name, 0444, gcma_area_attr_show, NULL),	\
+		.item = _item,						\
+	}
+
+GCMA_AREA_ATTR(total_kib, GCMA_AREA_TOTAL_KIB);
+GCMA_AREA_ATTR(used_kib, GCMA_AREA_USED_KIB);
+GCMA_AREA_ATTR(peak_kib, GCMA_AREA_PEAK_KIB);
+GCMA_AREA_ATTR(largest_free_kib, GCMA_AREA_LARGEST_FREE_KIB);
+GCMA_AREA_ATTR(alloc_pages_success, GCMA_AREA_ALLOC_PAGES_SUCCESS);
+GCMA_AREA_ATTR(alloc_pages_fail, GCMA_AREA_ALLOC_PAGES_FAIL);
+GCMA_AREA_ATTR(alloc_us, GCMA_AREA_ALLOC_US);
+GCMA_AREA_ATTR(pending_pages, GCMA_AREA_PENDING_PAGES);
+GCMA_AREA_ATTR(free_failures, GCMA_AREA_FREE_FAILURES);
+
+static struct attribute *gcma_area_attrs[] = {
+	&gcma_area_attr_total_kib.attr.attr,
+	&gcma_area_attr_used_kib.attr.attr,
+	&gcma_area_attr_peak_kib.attr.attr,
+	&gcma_area_attr_largest_free_kib.attr.attr,
+	&gcma_area_attr_alloc_pages_success.attr.attr,
+	&gcma_area_attr_alloc_pages_fail.attr.attr,
+	&gcma_area_attr_alloc_us.attr.attr,
+	&gcma_area_attr_pending_pages.attr.attr,
+	&gcma_area_attr_free_failures.attr.attr,
+	NULL,
+};
+ATTRIBUTE_GROUPS(gcma_area);
+
+static void gcma_area_kobj_release(struct kobject *kobj)
+{
+	kfree(container_of(kobj, struct gcma_area_kobj, kobj));
+}
+
+static const struct kobj_type gcma_area_ktype = {
+	.sysfs_ops = &kobj_sysfs_ops,
+	.release = gcma_area_kobj_release,
+	.default_groups = gcma_area_groups,
+};
+
+/* Statistics are best effort: an area without them works the same. */
+static void gcma_area_sysfs_add(struct gcma_area *area)
+{
+	struct gcma_area_kobj *ak;
+
+	if (!gcma_area_kobj)
+		goto no_stats;
+	ak = kzalloc(sizeof(*ak), GFP_KERNEL);
+	if (!ak)
+		goto no_stats;
+	ak->area = area;
+	if (kobject_init_and_add(&ak->kobj, &gcma_area_ktype, gcma_area_kobj,
+				 "%s", area->name)) {
+		kobject_put(&ak->kobj);
+		goto no_stats;
+	}
+	area->kobj = &ak->kobj;
+	return;
+
+no_stats:
+	pr_warn("%s: no sysfs statistics\n", area->name);
+}
+
+#ifndef GCMA_API_ANDROID
+/* Returns once nobody reads the area's files any more. */
+static void gcma_area_sysfs_del(struct gcma_area *area)
+{
+	if (!area->kobj)
+		return;
+	kobject_del(area->kobj);
+	kobject_put(area->kobj);
+	area->kobj = NULL;
+}
+#endif
 
 /*
  * Names the kernel's own heaps use: a label is a heap name too, and must not
@@ -472,6 +652,7 @@ static int gcma_area_add(const char *what, const char *name, phys_addr_t base,
 		goto free_bitmaps;
 	}
 	list_add_tail(&area->node, &gcma_areas);
+	gcma_area_sysfs_add(area);
 	pr_info("%s: area %s, %pa + %lu KiB\n", what, name, &base,
 		(unsigned long)(size >> 10));
 	return 0;
@@ -695,6 +876,7 @@ static void gcma_area_release_all(void)
 		if (area->stats.pending_pages)
 			gcma_area_retry(&area->retry_work.work);
 		cancel_delayed_work_sync(&area->retry_work);
+		gcma_area_sysfs_del(area);
 		err = gcma_compat_unregister(area->name);
 		if (err) {
 			/* Pages may be in use: keep them reserved, lose the area. */
@@ -710,16 +892,20 @@ static void gcma_area_release_all(void)
 
 static int __init gcma_area_init(void)
 {
-	if (!strcmp(source, "dt")) {
-		gcma_area_from_dt();
-	} else if (!strcmp(source, "reserve_mem")) {
-		gcma_area_from_reserve_mem();
-	} else {
+	bool dt = !strcmp(source, "dt");
+
+	if (!dt && strcmp(source, "reserve_mem")) {
 		pr_err("source=%s: rejected: use dt or reserve_mem\n", source);
 		return -EINVAL;
 	}
+	gcma_area_kobj = kobject_create_and_add("gcma_area", kernel_kobj);
+	if (dt)
+		gcma_area_from_dt();
+	else
+		gcma_area_from_reserve_mem();
 	if (list_empty(&gcma_areas)) {
 		pr_err("no usable area\n");
+		kobject_put(gcma_area_kobj);
 		return -ENODEV;
 	}
 	return 0;
@@ -735,6 +921,7 @@ module_init(gcma_area_init);
 static void __exit gcma_area_exit(void)
 {
 	gcma_area_release_all();
+	kobject_put(gcma_area_kobj);
 }
 module_exit(gcma_area_exit);
 #endif

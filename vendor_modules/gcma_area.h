@@ -17,6 +17,9 @@ struct gcma_area_stats {
 	unsigned long peak_pages;
 	unsigned long allocs;
 	unsigned long failures;
+	unsigned long alloc_pages;	/* pages of successful allocations */
+	unsigned long failed_pages;	/* pages of failed allocations */
+	u64 alloc_ns;			/* time spent allocating, in all */
 	unsigned long pending_pages;	/* freed, waiting for a retry */
 	unsigned long free_failures;	/* frees GCMA refused, retries included */
 };

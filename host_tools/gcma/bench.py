@@ -11,6 +11,11 @@
    through the page cache, against the same allocation on an idle system:
    the ratio of the p99 latencies.
 
+``gcma bench free-stall`` measures what closing big buffers costs everybody
+else on the area: the p99 of small allocations while another process
+allocates and frees a buffer of most of the area in a loop, over the same
+p99 on an idle area.
+
 Times come from the target's own clock (/proc/uptime, 10 ms), so ssh adds
 nothing. Absolute numbers are TCG emulation; the ratios are the result.
 """
@@ -111,4 +116,25 @@ def run(t: Transport, rounds: int = 5, memory_limit: str = "64M", heap: str = "c
             "streaming_p99_us": busy_p99,
             "ratio_streaming_over_idle": round(busy_p99 / idle_p99, 3),
         },
+    }
+
+
+def free_stall(t: Transport, heap: str = "camera", big: str = "112M", small: str = "1M",
+               allocs: int = 300) -> dict[str, object]:
+    """Run on a target with the vendor modules loaded; returns the report."""
+    idle_p99 = _alloc_p99(t, heap, small, allocs)
+    t.check(f"sh -c 'while :; do heap_alloc -H -s {big} -n 1 {heap}; done' "
+            "> /dev/null 2>&1 & echo $! > /tmp/gcma-bench-freer")
+    try:
+        busy_p99 = _alloc_p99(t, heap, small, allocs)
+    finally:
+        t.run("kill $(cat /tmp/gcma-bench-freer); pkill -x heap_alloc; true")
+    return {
+        "heap": heap,
+        "freed_size": big,
+        "timed_size": small,
+        "count": allocs,
+        "idle_p99_us": idle_p99,
+        "freeing_p99_us": busy_p99,
+        "ratio_freeing_over_idle": round(busy_p99 / idle_p99, 3),
     }

@@ -162,6 +162,24 @@ def cmd_bench_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_free_stall(args: argparse.Namespace) -> int:
+    target = EmulatedTarget(args.name)
+    try:
+        with target.start(Artefacts.default(args.variant), timeout=args.timeout) as shell:
+            report = bench.free_stall(shell, allocs=args.count)
+    finally:
+        target.stop()
+    out = paths.out_dir() / "report" / f"bench-free-stall-{args.variant}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{report['timed_size']} {report['heap']} allocation p99: idle "
+          f"{report['idle_p99_us']} us, while {report['freed_size']} buffers are "
+          f"allocated and freed {report['freeing_p99_us']} us, "
+          f"ratio {report['ratio_freeing_over_idle']}")
+    print(f"report: {out}")
+    return 0
+
+
 def cmd_target_start(args: argparse.Namespace) -> int:
     EmulatedTarget(args.name).start(Artefacts.default(args.variant), timeout=args.timeout,
                                     extra_cmdline=args.append).close()
@@ -317,6 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed read rounds per pass (default 5)")
     p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
     p.set_defaults(func=cmd_bench_cost)
+    p = be.add_parser("free-stall", help="small allocations while big buffers of the same "
+                      "area are allocated and freed, against an idle area")
+    variant_opt(p)
+    target_opt(p, "bench")
+    p.add_argument("--count", type=_positive_int, default=300,
+                   help="timed allocations per pass (default 300)")
+    p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
+    p.set_defaults(func=cmd_bench_free_stall)
 
     ku = sub.add_parser("kunit", help="the kernel's KUnit suites").add_subparsers(
         dest="action", required=True, parser_class=_Parser)

@@ -4,11 +4,13 @@ and no range is lost (debug variant: FAILSLAB and FAIL_PAGE_ALLOC)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from gcma.report import parse_kv
+from gcma.target import Artefacts, EmulatedTarget
 
 from .conftest import Target
 
@@ -61,3 +63,55 @@ def test_free_under_allocation_failures_loses_nothing(target: Target,
     assert _heap_stat(target, "camera", "bytes_in_use") == 0
     donated = int(target.shell.check("cat /sys/kernel/mm/cleancache/pools/camera/donated"))
     assert donated == 128 * MIB // 4096
+
+
+@pytest.fixture
+def bare_debug_target(built: None, variant: str) -> Iterator[Target]:
+    """A target that boots without the vendor modules loaded."""
+    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-bare-faults")
+    shell = emulated.start(Artefacts.default(variant), timeout=300,
+                           extra_cmdline="gcma.skip=gcma_area,gcma_heap")
+    try:
+        if not shell.run("test -e /proc/self/fail-nth").ok:
+            pytest.skip(f"{variant} kernel has no fault injection (the debug variant has)")
+        yield Target(emulated, shell, variant)
+    finally:
+        shell.close()
+        emulated.stop()
+
+
+def _heaps_work(t: Target) -> list[str]:
+    """The GCMA heaps that exist; each must allocate, map and free."""
+    heaps = [h for h in t.shell.check("ls /dev/dma_heap").split()
+             if h not in ("system", "linux,cma")]
+    for heap in heaps:
+        row = parse_kv(t.shell.check(f"heap_alloc -s 1M -n 1 {heap}"))
+        assert row["ok"] == "1", row
+    return heaps
+
+
+def test_heap_module_init_failures_leave_only_working_heaps(bare_debug_target: Target) -> None:
+    """Fail the 1st, 2nd, 3rd... allocation of loading gcma_heap in turn
+    (fail-nth): whatever fails, every /dev/dma_heap node that exists works,
+    and the first load that goes through serves every area it could add."""
+    t = bare_debug_target
+    t.shell.check("insmod /lib/modules/gcma/gcma_area.ko")
+    failed = 0
+    for nth in range(1, 2000):
+        res = t.shell.run(f"fail_nth_insmod {nth} /lib/modules/gcma/gcma_heap.ko")
+        heaps = _heaps_work(t)
+        row = parse_kv(res.stdout)
+        if res.ok:
+            break
+        assert row.get("result") == "failed", res.stdout + res.stderr
+        assert heaps == [], (nth, heaps, res.stdout)
+        failed += 1
+    else:
+        pytest.fail("the module failed to load 2000 times in a row")
+    assert failed > 0
+    assert "gcma_heap" in t.shell.check("cat /proc/modules")
+    # A heap left out is said so, in one line each.
+    log = t.shell.check("dmesg")
+    for area in {"camera", "video"} - set(heaps):
+        assert f"gcma_heap: {area}: no heap" in log, log[-2000:]
+    assert heaps, "no heap was added"

@@ -96,6 +96,33 @@ def test_heap_statistics(target: Target) -> None:
     assert re.fullmatch(r"<\d+:\d+( <\d+:\d+)*", stats["latency_us"])
 
 
+AREA_SYSFS = ("total_kib", "used_kib", "peak_kib", "largest_free_kib", "alloc_pages_success",
+              "alloc_pages_fail", "alloc_us", "pending_pages", "free_failures")
+
+
+def _area_sysfs(target: Target, area: str) -> dict[str, int]:
+    base = f"/sys/kernel/gcma_area/{area}"
+    out = target.shell.check(f"cd {base} && for f in *; do echo $f=$(cat $f); done")
+    return {k: int(v) for k, v in parse_kv(out).items()}
+
+
+def test_area_sysfs_statistics(target: Target) -> None:
+    """/sys/kernel/gcma_area/<area>/, for user builds without debugfs."""
+    before = _area_sysfs(target, "video")
+    assert sorted(before) == sorted(AREA_SYSFS)
+    assert before["total_kib"] == AREAS["video"] // 1024
+    assert before["used_kib"] == 0 and before["pending_pages"] == 0
+    assert before["largest_free_kib"] == before["total_kib"]
+    target.shell.check("heap_alloc -s 1M -n 3 video")
+    target.shell.check("heap_alloc -H -s 48M -n 2 video")  # the second one fails
+    after = _area_sysfs(target, "video")
+    assert after["alloc_pages_success"] - before["alloc_pages_success"] == 3 * 256 + 48 * 256
+    assert after["alloc_pages_fail"] - before["alloc_pages_fail"] == 48 * 256
+    assert after["peak_kib"] >= 48 * 1024
+    assert after["alloc_us"] > before["alloc_us"]
+    assert after["used_kib"] == 0 and after["largest_free_kib"] == after["total_kib"]
+
+
 def test_unload_is_refused_and_harmless(target: Target) -> None:
     res = target.shell.run("rmmod gcma_heap")
     assert not res.ok
@@ -242,6 +269,10 @@ def test_free_of_a_referenced_range_is_retried(target: Target, gcma_pin: None) -
             "grep -q '^area_pending_pages: 512$' /sys/kernel/debug/gcma_heap/camera && break; "
             "sleep 0.5; done")
     assert _heap_stats(target, "camera")["area_pending_pages"] == "512"
+    sysfs = _area_sysfs(target, "camera")
+    assert sysfs["pending_pages"] == 512 and sysfs["free_failures"] >= 2, sysfs
+    # The held page is the area's first: the rest is one free run.
+    assert sysfs["largest_free_kib"] == AREAS["camera"] // 1024 - 2048, sysfs
     assert not _whole_area_allocates(target, "camera")
     assert "retrying" in t.check("dmesg | grep 'gcma_area: camera:' | tail -n 3")
     t.check("echo 1 > /sys/kernel/debug/gcma_pin/unpin")
@@ -275,3 +306,43 @@ def test_region_in_a_memory_hole_is_rejected(built: None, variant: str) -> None:
     finally:
         shell.close()
         emulated.stop()
+
+
+@pytest.mark.parametrize("check", ["mmap", "fork"])
+def test_buffer_lifetime(target: Target, check: str) -> None:
+    res = target.shell.run(f"heap_abuse {check} camera")
+    assert res.ok and res.stdout.rstrip().endswith("result=ok"), res.stdout + res.stderr
+    if check == "mmap":
+        kv = parse_kv(" ".join(res.stdout.split()))
+        assert kv["map_private"] == "EINVAL" and kv["past_end_map"] == "EINVAL", kv
+    assert _heap_stats(target, "camera")["bytes_in_use"] == "0"
+
+
+def test_threads_allocate_while_gcma_stress_works_the_area(target: Target) -> None:
+    """Four threads allocate and free on the camera heap while gcma_stress
+    allocates and frees ranges of the same area from the kernel."""
+    t = target.shell
+    t.check("insmod /lib/modules/gcma-tests/gcma_stress.ko area=camera whole_every=0 "
+            "max_pages=1024")
+    try:
+        res = t.run("heap_abuse threads camera 4", timeout=120)
+    finally:
+        t.check("rmmod gcma_stress")
+    assert res.ok and res.stdout.rstrip().endswith("result=ok"), res.stdout + res.stderr
+    assert int(parse_kv(res.stdout)["allocs"]) > 0
+    params = "/sys/module/gcma_stress/parameters"
+    assert not t.run(f"test -d {params}").ok
+    stats = _heap_stats(target, "camera")
+    assert stats["bytes_in_use"] == "0" and stats["area_pending_pages"] == "0", stats
+    assert _whole_area_allocates(target, "camera")
+
+
+def test_sigkill_during_big_allocations_loses_nothing(target: Target) -> None:
+    t = target.shell
+    for delay in ("0.05", "0.2", "0.5"):
+        t.run(f"heap_alloc -s 128M -n 50 camera > /dev/null & sleep {delay}; kill -9 $!; wait",
+              timeout=120)
+    stats = _heap_stats(target, "camera")
+    assert stats["bytes_in_use"] == "0" and stats["area_pending_pages"] == "0", stats
+    assert _whole_area_allocates(target, "camera")
+    assert _pool(target, "camera", "donated") == AREAS["camera"] // 4096

@@ -20,9 +20,11 @@
 #include <linux/highmem.h>
 #include <linux/ktime.h>
 #include <linux/log2.h>
+#include <linux/math64.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/platform_device.h>
 #include <linux/scatterlist.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
@@ -31,9 +33,16 @@
 #include "gcma_area.h"
 #include "gcma_compat.h"
 
+#define CREATE_TRACE_POINTS
+#include "gcma_heap_trace.h"
+
 /* Ranges are aligned to their size, up to 1 MiB, like CMA's default. */
 #define GCMA_HEAP_MAX_ALIGN_ORDER	(20 - PAGE_SHIFT)
-/* Latency histogram: bucket i counts allocations below 2^i microseconds. */
+/*
+ * Latency histogram: bucket i counts allocations below 2^i microseconds.
+ * Kept beside the tracepoints: it costs nothing to collect, and covers every
+ * allocation since boot, where a trace covers only what ran while tracing.
+ */
 #define GCMA_HEAP_LAT_BUCKETS		24
 
 struct gcma_heap {
@@ -66,6 +75,8 @@ struct gcma_heap_attachment {
 };
 
 static struct dentry *gcma_heap_debugfs;
+/* A DMA-capable device of our own, non-coherent: for cache maintenance. */
+static struct platform_device *gcma_heap_pdev;
 
 static int gcma_heap_attach(struct dma_buf *dmabuf,
 			    struct dma_buf_attachment *attachment)
@@ -246,6 +257,8 @@ static void gcma_heap_release(struct dma_buf *dmabuf)
 	}
 	kvfree(buffer->pages);
 	/* Never fails for our range: what GCMA cannot take now, it retries. */
+	trace_gcma_heap_free(gcma_area_name(heap->area), buffer->pfn,
+			     buffer->pagecount);
 	gcma_area_free(heap->area, buffer->pfn, buffer->pagecount);
 	gcma_heap_account(heap, -(s64)(buffer->pagecount << PAGE_SHIFT));
 	kfree(buffer);
@@ -264,20 +277,46 @@ static const struct dma_buf_ops gcma_heap_buf_ops = {
 	.release = gcma_heap_release,
 };
 
-static void gcma_heap_count(struct gcma_heap *heap, bool ok, ktime_t start)
+/* Account an allocation's outcome, and trace it. */
+static void gcma_heap_finish(struct gcma_heap *heap, unsigned long pfn,
+			     unsigned long count, unsigned int align, int err,
+			     ktime_t start)
 {
-	u64 us = ktime_us_delta(ktime_get(), start);
+	u64 ns = ktime_to_ns(ktime_sub(ktime_get(), start));
+	u64 us = div_u64(ns, NSEC_PER_USEC);
 	unsigned int bucket = us ? min_t(unsigned int, ilog2(us) + 1,
 					 GCMA_HEAP_LAT_BUCKETS - 1) : 0;
 
+	trace_gcma_heap_alloc_finish(gcma_area_name(heap->area), pfn, count,
+				     align, err, ns);
 	mutex_lock(&heap->lock);
-	if (ok) {
+	if (!err) {
 		heap->allocs++;
 		heap->latency_us[bucket]++;
 	} else {
 		heap->failures++;
 	}
 	mutex_unlock(&heap->lock);
+}
+
+/*
+ * Write a zeroed buffer back to memory, to the point of coherency, as a
+ * DMA_TO_DEVICE mapping does: until then the zeroes may sit in dirty cache
+ * lines while DRAM still holds what cleancache kept there, other people's
+ * file data, for a device that reads the buffer without a CPU sync.
+ */
+static int gcma_heap_clean(struct gcma_heap_buffer *buffer)
+{
+	struct device *dev = &gcma_heap_pdev->dev;
+	size_t size = buffer->pagecount << PAGE_SHIFT;
+	dma_addr_t addr;
+
+	addr = dma_map_page(dev, buffer->pages[0], 0, size, DMA_TO_DEVICE);
+	if (dma_mapping_error(dev, addr))
+		return -ENOMEM;
+	dma_unmap_page_attrs(dev, addr, size, DMA_TO_DEVICE,
+			     DMA_ATTR_SKIP_CPU_SYNC);
+	return 0;
 }
 
 static struct dma_buf *gcma_heap_allocate(struct dma_heap *dma_heap,
@@ -295,10 +334,16 @@ static struct dma_buf *gcma_heap_allocate(struct dma_heap *dma_heap,
 
 	if (!len || PAGE_ALIGN(len) < len)
 		return ERR_PTR(-EINVAL);
+	align = min_t(unsigned int, get_order(PAGE_ALIGN(len)),
+		      GCMA_HEAP_MAX_ALIGN_ORDER);
+	trace_gcma_heap_alloc_start(gcma_area_name(heap->area),
+				    PAGE_ALIGN(len) >> PAGE_SHIFT, align);
 
 	buffer = kzalloc(sizeof(*buffer), GFP_KERNEL);
-	if (!buffer)
-		return ERR_PTR(-ENOMEM);
+	if (!buffer) {
+		ret = -ENOMEM;
+		goto fail;
+	}
 	INIT_LIST_HEAD(&buffer->attachments);
 	mutex_init(&buffer->lock);
 	buffer->heap = heap;
@@ -314,14 +359,15 @@ static struct dma_buf *gcma_heap_allocate(struct dma_heap *dma_heap,
 		goto free_buffer;
 	}
 
-	align = min_t(unsigned int, get_order(PAGE_ALIGN(len)),
-		      GCMA_HEAP_MAX_ALIGN_ORDER);
 	/* The range comes zeroed: it may hold other people's file data. */
 	ret = gcma_area_alloc(heap->area, buffer->pagecount, align, &buffer->pfn);
 	if (ret)
 		goto free_pages_array;
 	for (i = 0; i < buffer->pagecount; i++)
 		buffer->pages[i] = pfn_to_page(buffer->pfn + i);
+	ret = gcma_heap_clean(buffer);
+	if (ret)
+		goto free_range;
 
 	exp_info.exp_name = dma_heap_get_name(dma_heap);
 	exp_info.ops = &gcma_heap_buf_ops;
@@ -334,16 +380,20 @@ static struct dma_buf *gcma_heap_allocate(struct dma_heap *dma_heap,
 		goto free_range;
 	}
 	gcma_heap_account(heap, exp_info.size);
-	gcma_heap_count(heap, true, start);
+	gcma_heap_finish(heap, buffer->pfn, buffer->pagecount, align, 0, start);
 	return dmabuf;
 
 free_range:
+	trace_gcma_heap_free(gcma_area_name(heap->area), buffer->pfn,
+			     buffer->pagecount);
 	gcma_area_free(heap->area, buffer->pfn, buffer->pagecount);
 free_pages_array:
 	kvfree(buffer->pages);
 free_buffer:
 	kfree(buffer);
-	gcma_heap_count(heap, false, start);
+fail:
+	gcma_heap_finish(heap, 0, PAGE_ALIGN(len) >> PAGE_SHIFT, align, ret,
+			 start);
 	return ERR_PTR(ret);
 }
 
@@ -440,6 +490,15 @@ static int __init gcma_heap_init(void)
 	err = gcma_area_for_each(gcma_heap_prepare, &set);
 	if (err)
 		goto free_heaps;
+	gcma_heap_pdev = platform_device_register_simple("gcma_heap", -1, NULL, 0);
+	if (IS_ERR(gcma_heap_pdev)) {
+		err = PTR_ERR(gcma_heap_pdev);
+		goto free_heaps;
+	}
+	err = dma_coerce_mask_and_coherent(&gcma_heap_pdev->dev,
+					   DMA_BIT_MASK(64));
+	if (err)
+		goto unregister_pdev;
 
 	gcma_heap_debugfs = debugfs_create_dir("gcma_heap", NULL);
 	for (i = 0; i < set.nr; i++) {
@@ -450,14 +509,17 @@ static int __init gcma_heap_init(void)
 			set.heaps[i] = NULL;
 		}
 	}
-	if (!added) {
-		debugfs_remove_recursive(gcma_heap_debugfs);
-		err = -ENODEV;
-	}
 	/* The heaps that were added live as long as the kernel. */
 	kfree(set.heaps);
-	return err;
+	if (!added) {
+		debugfs_remove_recursive(gcma_heap_debugfs);
+		platform_device_unregister(gcma_heap_pdev);
+		return -ENODEV;
+	}
+	return 0;
 
+unregister_pdev:
+	platform_device_unregister(gcma_heap_pdev);
 free_heaps:
 	while (set.nr--)
 		kfree(set.heaps[set.nr]);

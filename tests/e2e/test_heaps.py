@@ -346,3 +346,27 @@ def test_sigkill_during_big_allocations_loses_nothing(target: Target) -> None:
     assert stats["bytes_in_use"] == "0" and stats["area_pending_pages"] == "0", stats
     assert _whole_area_allocates(target, "camera")
     assert _pool(target, "camera", "donated") == AREAS["camera"] // 4096
+
+
+def test_tracepoints_follow_each_allocation(target: Target) -> None:
+    tracing = "/sys/kernel/tracing"
+    t = target.shell
+    if not t.run(f"test -d {tracing}/events/gcma_heap").ok:
+        pytest.skip(f"the {target.variant} kernel has no event tracing (debug has)")
+    t.check(f"echo > {tracing}/trace && echo 1 > {tracing}/events/gcma_heap/enable")
+    try:
+        t.check("heap_alloc -s 1M -n 2 video && heap_alloc -e video")
+    finally:
+        t.check(f"echo 0 > {tracing}/events/gcma_heap/enable")
+    events = [parse_kv(ln.split(": gcma_heap_", 1)[1]) | {"event": ln.split(": gcma_heap_")[1]
+              .split(":")[0]} for ln in t.check(f"cat {tracing}/trace").splitlines()
+              if ": gcma_heap_" in ln]
+    kinds = [e["event"] for e in events]
+    # Two good allocations and their frees, then the huge one that fails.
+    assert kinds == ["alloc_start", "alloc_finish", "free"] * 2 + \
+        ["alloc_start", "alloc_finish"], kinds
+    for start, finish, free in (events[0:3], events[3:6]):
+        assert start["name"] == "video" and start["count"] == "256" and start["align"] == "8"
+        assert finish["errorno"] == "0" and finish["pfn"] == free["pfn"] != "0x0", events
+        assert int(finish["latency_ns"]) > 0 and free["count"] == "256"
+    assert events[7]["errorno"] == "-12", events[7]

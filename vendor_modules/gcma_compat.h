@@ -26,6 +26,25 @@
 #define GCMA_IMPORT_NS(ns)	MODULE_IMPORT_NS(ns)
 #endif
 
+/*
+ * dma_heap_ops.allocate() took unsigned long fd_flags and heap_flags before
+ * Linux 6.2 (android14-6.1), u32 and u64 since.
+ */
+#ifdef GCMA_HEAP_ULONG_FLAGS
+#define GCMA_HEAP_FD_FLAGS_T	unsigned long
+#define GCMA_HEAP_FLAGS_T	unsigned long
+#else
+#define GCMA_HEAP_FD_FLAGS_T	u32
+#define GCMA_HEAP_FLAGS_T	u64
+#endif
+
+/* Android's attachments carry DMA attributes for the importer's mapping. */
+#ifdef GCMA_HAVE_DMA_MAP_ATTRS
+#define gcma_attach_attrs(attachment)	((attachment)->dma_map_attrs)
+#else
+#define gcma_attach_attrs(attachment)	0UL
+#endif
+
 #ifdef GCMA_API_ANDROID
 
 static inline int gcma_compat_register(const char *name, phys_addr_t base,

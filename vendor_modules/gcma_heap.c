@@ -125,7 +125,8 @@ static struct sg_table *gcma_heap_map_dma_buf(struct dma_buf_attachment *attachm
 	struct gcma_heap_attachment *a = attachment->priv;
 	int ret;
 
-	ret = dma_map_sgtable(attachment->dev, &a->table, direction, 0);
+	ret = dma_map_sgtable(attachment->dev, &a->table, direction,
+			      gcma_attach_attrs(attachment));
 	if (ret)
 		return ERR_PTR(ret);
 	a->mapped = true;
@@ -139,7 +140,8 @@ static void gcma_heap_unmap_dma_buf(struct dma_buf_attachment *attachment,
 	struct gcma_heap_attachment *a = attachment->priv;
 
 	a->mapped = false;
-	dma_unmap_sgtable(attachment->dev, table, direction, 0);
+	dma_unmap_sgtable(attachment->dev, table, direction,
+			  gcma_attach_attrs(attachment));
 }
 
 static int gcma_heap_begin_cpu_access(struct dma_buf *dmabuf,
@@ -320,8 +322,9 @@ static int gcma_heap_clean(struct gcma_heap_buffer *buffer)
 }
 
 static struct dma_buf *gcma_heap_allocate(struct dma_heap *dma_heap,
-					  unsigned long len, u32 fd_flags,
-					  u64 heap_flags)
+					  unsigned long len,
+					  GCMA_HEAP_FD_FLAGS_T fd_flags,
+					  GCMA_HEAP_FLAGS_T heap_flags)
 {
 	struct gcma_heap *heap = dma_heap_get_drvdata(dma_heap);
 	DEFINE_DMA_BUF_EXPORT_INFO(exp_info);
@@ -531,4 +534,7 @@ module_init(gcma_heap_init);
 MODULE_DESCRIPTION("DMA-BUF heaps backed by GCMA areas");
 MODULE_LICENSE("GPL");
 GCMA_IMPORT_NS(DMA_BUF);
+/* Android common kernels export the heap API without a namespace. */
+#ifndef GCMA_API_ANDROID
 GCMA_IMPORT_NS(DMA_BUF_HEAP);
+#endif

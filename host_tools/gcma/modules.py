@@ -9,6 +9,7 @@ another of these modules, or a kernel module) and its namespace.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,33 @@ def gcma_api(kdir: Path) -> str | None:
     return None
 
 
+#: Kernel interfaces that differ between the kernels we support, found in the
+#: target tree's headers: (make variable and value, header, regex that means it).
+KERNEL_FEATURES: tuple[tuple[str, str, str], ...] = (
+    # Before Linux 6.2 (android14-6.1): allocate(heap, len, unsigned long
+    # fd_flags, unsigned long heap_flags); u32 and u64 from then on.
+    ("GCMA_HEAP_FLAGS=ulong", "include/linux/dma-heap.h", r"unsigned\s+long\s+fd_flags"),
+    # Android common kernels add dma_map_attrs to struct dma_buf_attachment.
+    ("GCMA_DMA_MAP_ATTRS=y", "include/linux/dma-buf.h", r"\bdma_map_attrs\s*;"),
+)
+
+
+def kernel_features(kdir: Path, include: Path | None = None) -> list[str]:
+    """The make variables that describe ``kdir``'s interfaces. ``include``, if
+    given, is searched first (an include folder put before the kernel's own)."""
+    found = []
+    for var, header, pattern in KERNEL_FEATURES:
+        rel = header.removeprefix("include/")
+        candidates = [include / rel] if include else []
+        candidates += [kdir / header, kdir / "source" / header]
+        for path in candidates:
+            if path.exists():
+                if re.search(pattern, path.read_text(errors="replace")):
+                    found.append(var)
+                break
+    return found
+
+
 def build(src: Path | None = None, kdir: Path | None = None,
           tc: Toolchain | None = None, variant: str = kernel.DEFAULT_VARIANT,
           uses: tuple[Path, ...] = ()) -> dict[str, object]:
@@ -115,7 +143,7 @@ def build(src: Path | None = None, kdir: Path | None = None,
     protect = [f"--filter=P {p}" for p in _PROTECT]
     runner.run(["rsync", "-a", "--delete", *protect, f"{src}/", f"{work}/"], log=log)
     api = gcma_api(kdir)
-    extra = [f"GCMA_API={api}"] if api else []
+    extra = ([f"GCMA_API={api}"] if api else []) + kernel_features(kdir)
     symvers = [_root(u.resolve(), variant) / "build" / "Module.symvers" for u in uses]
     if uses:
         extra += [f"KBUILD_EXTRA_SYMBOLS={' '.join(str(s) for s in symvers)}",

@@ -1,4 +1,4 @@
-"""Source checks that need the kernel tree: checkpatch, the Android GCMA API build."""
+"""Source checks that need the kernel tree: checkpatch, the Android branch builds."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kernel, paths
+from gcma import kernel, modules, paths
 from gcma.toolchain import Toolchain
 
 MODULE_SOURCES = sorted(
@@ -36,22 +36,65 @@ def test_checkpatch_strict_clean(built: None, source: Path) -> None:
     assert res.returncode == 0 and not res.stdout.strip(), res.stdout
 
 
-def test_vendor_modules_build_against_android_gcma_api(built: None, tmp_path: Path) -> None:
-    """gcma_compat.h's Android branch, compiled against a header with Android's API."""
+#: The Android common kernel branches we compile-test against: their
+#: include/linux/dma-heap.h is a fixture, their GCMA API the common one, and
+#: their struct dma_buf_attachment has dma_map_attrs.
+ANDROID_BRANCHES = {
+    "android14-6.1": ["GCMA_HEAP_FLAGS=ulong", "GCMA_DMA_MAP_ATTRS=y"],
+    "android15-6.6": ["GCMA_DMA_MAP_ATTRS=y"],
+    "android16-6.12": ["GCMA_DMA_MAP_ATTRS=y"],
+}
+FIXTURES = paths.PROJECT / "tests" / "fixtures" / "android"
+
+
+def _android_headers(branch: str, dest: Path) -> Path:
+    """The branch's headers, to put before the kernel's own."""
+    include = dest / "include"
+    shutil.copytree(FIXTURES / "common" / "include", include)
+    shutil.copytree(FIXTURES / branch / "include", include, dirs_exist_ok=True)
+    # dma-buf.h is ours but for Android's field: add it to a copy.
+    text = (_tree() / "include/linux/dma-buf.h").read_text()
+    anchor = "struct dma_buf_attachment {\n"
+    assert anchor in text
+    (include / "linux/dma-buf.h").write_text(
+        text.replace(anchor, anchor + "\tunsigned long dma_map_attrs;\n", 1))
+    return include
+
+
+@pytest.mark.parametrize("branch", sorted(ANDROID_BRANCHES))
+def test_vendor_modules_build_against_android_branch(built: None, tmp_path: Path,
+                                                     branch: str) -> None:
+    """gcma_compat.h's Android variant, compiled against each branch's API."""
     work = tmp_path / "vendor_modules"
     shutil.copytree(paths.PROJECT / "vendor_modules", work)
-    fake = paths.PROJECT / "tests" / "fixtures" / "android_gcma" / "include"
-    tc = Toolchain(use_ccache=False)
+    include = _android_headers(branch, tmp_path)
     kdir = kernel.kernel_paths().build
+    features = modules.kernel_features(kdir, include=include)
+    assert features == ANDROID_BRANCHES[branch]
+    tc = Toolchain(use_ccache=False)
     # Headers before the kernel's own: NOSTDINC_FLAGS comes first on the line.
     res = subprocess.run(
         ["make", "-C", str(kdir), f"M={work}", *tc.make_vars(), "GCMA_API=android",
-         f"NOSTDINC_FLAGS=-nostdinc -I{fake}", "W=1", "gcma_area.o", "gcma_heap.o"],
+         *features, f"NOSTDINC_FLAGS=-nostdinc -I{include}", "W=1",
+         "gcma_area.o", "gcma_heap.o"],
         capture_output=True, text=True, timeout=300, env={**os.environ, **tc.env()})
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert "warning:" not in res.stdout + res.stderr
-    assert (work / "gcma_area.o").exists() and (work / "gcma_heap.o").exists()
+    assert "warning:" not in res.stdout + res.stderr, res.stderr[-3000:]
     # The Android build must really have used the Android calls.
     symbols = subprocess.run([tc.tool("nm"), "-u", str(work / "gcma_area.o")],
                              capture_output=True, text=True, check=True).stdout
     assert "register_gcma_area" in symbols and "gcma_register_area" not in symbols
+
+
+def test_android_branch_fixtures_catch_a_wrong_prototype(built: None, tmp_path: Path) -> None:
+    """Without GCMA_HEAP_FLAGS=ulong, android14-6.1's allocate() does not match:
+    the compile test above can fail."""
+    work = tmp_path / "vendor_modules"
+    shutil.copytree(paths.PROJECT / "vendor_modules", work)
+    include = _android_headers("android14-6.1", tmp_path)
+    tc = Toolchain(use_ccache=False)
+    res = subprocess.run(
+        ["make", "-C", str(kernel.kernel_paths().build), f"M={work}", *tc.make_vars(),
+         "GCMA_API=android", f"NOSTDINC_FLAGS=-nostdinc -I{include}", "gcma_heap.o"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, **tc.env()})
+    assert "incompatible-pointer-types" in res.stdout + res.stderr

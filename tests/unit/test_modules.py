@@ -53,3 +53,22 @@ def test_gcma_api_detection(tmp_path: Path) -> None:
     assert modules.gcma_api(ours) == "upstream"
     assert modules.gcma_api(android) == "android"
     assert modules.gcma_api(none) is None
+
+
+def test_kernel_features_from_headers(tmp_path: Path) -> None:
+    old, new, extra = tmp_path / "old", tmp_path / "new", tmp_path / "extra"
+    (old / "include/linux").mkdir(parents=True)
+    (old / "include/linux/dma-heap.h").write_text(
+        "struct dma_buf *(*allocate)(struct dma_heap *heap, unsigned long len,\n"
+        "\t\tunsigned long fd_flags, unsigned long heap_flags);\n")
+    (old / "include/linux/dma-buf.h").write_text(
+        "struct dma_buf_attachment {\n\tunsigned long dma_map_attrs;\n};\n")
+    (new / "source/include/linux").mkdir(parents=True)
+    (new / "source/include/linux/dma-heap.h").write_text("u32 fd_flags, u64 heap_flags);\n")
+    (new / "source/include/linux/dma-buf.h").write_text("struct dma_buf_attachment {\n};\n")
+    assert modules.kernel_features(old) == ["GCMA_HEAP_FLAGS=ulong", "GCMA_DMA_MAP_ATTRS=y"]
+    assert modules.kernel_features(new) == []
+    # An include folder put first wins over the tree's header.
+    (extra / "linux").mkdir(parents=True)
+    (extra / "linux/dma-heap.h").write_text("unsigned long fd_flags,\n")
+    assert modules.kernel_features(new, include=extra) == ["GCMA_HEAP_FLAGS=ulong"]

@@ -11,6 +11,11 @@
    through the page cache, against the same allocation on an idle system:
    the ratio of the p99 latencies.
 
+``gcma bench stream`` reads a file larger than the guest's RAM once per
+pass, with no pool, then with pools under the default admission (only
+folios with a record of reuse are stored) and with every clean folio
+admitted: the ratios of the median pass times say what a stream costs.
+
 ``gcma bench free-stall`` measures what closing big buffers costs everybody
 else on the area: the p99 of small allocations while another process
 allocates and frees a buffer of most of the area in a loop, over the same
@@ -137,4 +142,50 @@ def free_stall(t: Transport, heap: str = "camera", big: str = "112M", small: str
         "idle_p99_us": idle_p99,
         "freeing_p99_us": busy_p99,
         "ratio_freeing_over_idle": round(busy_p99 / idle_p99, 3),
+    }
+
+
+STREAM_FILE = "/data/stream.bin"
+
+
+def _stream_passes(t: Transport, passes: int) -> ReadPass:
+    result = ReadPass()
+    before = integrity.counters(t, COUNTERS)
+    for _ in range(passes):
+        start = _uptime(t)
+        t.check(f"cat {STREAM_FILE} > /dev/null", timeout=1800)
+        result.rounds_s.append(round(_uptime(t) - start, 2))
+    after = integrity.counters(t, COUNTERS)
+    result.counters = {k: after[k] - before[k] for k in after if k != "donated"}
+    return result
+
+
+def stream(t: Transport, size_mib: int = 1200, passes: int = 3) -> dict[str, object]:
+    """Run on a target booted with :data:`SKIP_CMDLINE`; returns the report.
+
+    The file is sparse (the data disk is smaller than the guest's RAM): its
+    pages are read without I/O, which leaves cleancache's copying nothing to
+    hide behind."""
+    if int(t.check(f"cat {CLEANCACHE}/donated")) != 0:
+        raise CheckFailed(f"a pool is registered already: boot with {SKIP_CMDLINE}")
+    t.check(f"truncate -s {size_mib}M {STREAM_FILE} && sync")
+    no_pool = _stream_passes(t, passes)
+    for mod in MODULES:
+        t.check(f"insmod /lib/modules/gcma/{mod}.ko")
+    integrity.set_admit_all(t, False)
+    workingset = _stream_passes(t, passes)
+    integrity.set_admit_all(t, True)
+    try:
+        admit_all = _stream_passes(t, passes)
+    finally:
+        integrity.set_admit_all(t, False)
+    return {
+        "size_mib": size_mib,
+        "no_pool_s": no_pool.rounds_s,
+        "workingset_s": workingset.rounds_s,
+        "admit_all_s": admit_all.rounds_s,
+        "ratio_workingset_over_no_pool": round(workingset.median_s / no_pool.median_s, 3),
+        "ratio_admit_all_over_no_pool": round(admit_all.median_s / no_pool.median_s, 3),
+        "workingset_counters": workingset.counters,
+        "admit_all_counters": admit_all.counters,
     }

@@ -127,12 +127,13 @@ def cmd_integrity(args: argparse.Namespace) -> int:
     target = EmulatedTarget(args.name)
     try:
         with target.start(Artefacts.default(args.variant), timeout=args.timeout) as shell:
-            report = integrity.run(shell, rounds=args.rounds)
+            report = integrity.run(shell, rounds=args.rounds, admit_all=args.admit_all)
     finally:
         target.stop()
     out = paths.out_dir() / "report"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"integrity-{args.variant}.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"admission: {report['admission']}")
     rows = [{k: str(v) for k, v in phase.items()} for phase in report["phases"]]  # type: ignore[attr-defined]
     print(table(rows, ["name", "verified_reads", "mismatches", "stored", "restored",
                        "missed", "hit_rate", "invalidated", "reclaimed", "recalled"]))
@@ -158,6 +159,28 @@ def cmd_bench_cost(args: argparse.Namespace) -> int:
     print(f"{alloc['size']} {alloc['heap']} allocation p99: idle "
           f"{alloc['idle_p99_us']} us, streaming {alloc['streaming_p99_us']} us, "
           f"ratio {alloc['ratio_streaming_over_idle']}")
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_bench_stream(args: argparse.Namespace) -> int:
+    target = EmulatedTarget(args.name)
+    try:
+        with target.start(Artefacts.default(args.variant), timeout=args.timeout,
+                          extra_cmdline=bench.SKIP_CMDLINE) as shell:
+            report = bench.stream(shell, size_mib=args.size_mib, passes=args.passes)
+    finally:
+        target.stop()
+    out = paths.out_dir() / "report" / f"bench-stream-{args.variant}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{report['size_mib']} MiB stream: no pool {report['no_pool_s']} s, "
+          f"pools (workingset) {report['workingset_s']} s, "
+          f"pools (admit all) {report['admit_all_s']} s")
+    print(f"ratios over no pool: workingset {report['ratio_workingset_over_no_pool']}, "
+          f"admit all {report['ratio_admit_all_over_no_pool']}; stored: workingset "
+          f"{report['workingset_counters']['stored']}, admit all "  # type: ignore[index]
+          f"{report['admit_all_counters']['stored']}")  # type: ignore[index]
     print(f"report: {out}")
     return 0
 
@@ -322,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     target_opt(p, "integrity")
     variant_opt(p)
     p.add_argument("--rounds", type=_positive_int, default=3, help="read rounds (default 3)")
+    p.add_argument("--admit-all", action="store_true",
+                   help="store every clean folio while reading, not only those with a "
+                   "record of reuse (the kernel's default)")
     p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
     p.set_defaults(func=cmd_integrity)
 
@@ -335,6 +361,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed read rounds per pass (default 5)")
     p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
     p.set_defaults(func=cmd_bench_cost)
+    p = be.add_parser("stream", help="a file larger than RAM read once: no pool, pools "
+                      "with the default admission, pools admitting everything")
+    variant_opt(p)
+    target_opt(p, "bench")
+    p.add_argument("--size-mib", type=_positive_int, default=1200,
+                   help="file size (default 1200)")
+    p.add_argument("--passes", type=_positive_int, default=3,
+                   help="timed passes per setting (default 3)")
+    p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
+    p.set_defaults(func=cmd_bench_stream)
     p = be.add_parser("free-stall", help="small allocations while big buffers of the same "
                       "area are allocated and freed, against an idle area")
     variant_opt(p)

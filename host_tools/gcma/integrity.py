@@ -21,6 +21,7 @@ from gcma.transport import Transport
 CLEANCACHE = "/sys/kernel/mm/cleancache"
 STRESS_PARAMS = "/sys/module/gcma_stress/parameters"
 CGROUP = "/sys/fs/cgroup/gcma-reader"
+ADMIT_ALL = "/sys/module/cleancache/parameters/admit_all"
 COUNTERS = ("stored", "restored", "missed", "invalidated", "reclaimed", "recalled",
             "skipped", "cached")
 
@@ -72,14 +73,25 @@ def _bulk(t: Transport, name: str, mount: str, rounds: int) -> Phase:
     return phase
 
 
+def set_admit_all(t: Transport, on: bool) -> None:
+    """Cleancache's admission: every clean folio (on), or only those with a
+    record of reuse (off, the kernel's default)."""
+    t.check(f"echo {int(on)} > {ADMIT_ALL}")
+
+
 def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
-        stress_area: str = "camera") -> dict[str, object]:
-    """Run every phase; raises :class:`CheckFailed` on any mismatch."""
+        stress_area: str = "camera", admit_all: bool = False) -> dict[str, object]:
+    """Run every phase; raises :class:`CheckFailed` on any mismatch.
+
+    The bulk phases read under the given admission policy; the mutation phase
+    always stores everything, since it evicts pages it just wrote."""
     make_cgroup(t, CGROUP, memory_limit)
     t.check(f"insmod /lib/modules/gcma-tests/gcma_stress.ko area={stress_area}")
     try:
+        set_admit_all(t, admit_all)
         phases = [_bulk(t, "ext4", "/data", rounds), _bulk(t, "erofs", "/erofs", rounds),
                   _bulk(t, "ext4-1k", "/data1k", rounds)]
+        set_admit_all(t, True)
         before = counters(t)
         res = t.run(f"cc_mutate /data/mutations {rounds}", timeout=900)
         values = dict(w.split("=", 1) for w in res.stdout.split() if "=" in w
@@ -93,8 +105,9 @@ def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
         stress = {k: int(t.check(f"cat {STRESS_PARAMS}/{k}"))
                   for k in ("allocs", "pages_allocated", "alloc_failures", "bad_pages")}
     finally:
-        t.run("rmmod gcma_stress")
+        t.run(f"rmmod gcma_stress; echo 0 > {ADMIT_ALL}")
     report: dict[str, object] = {
+        "admission": "all" if admit_all else "workingset",
         "phases": [{"name": p.name, "verified_reads": p.verified_reads,
                     "mismatches": p.mismatches, "hit_rate": round(p.hit_rate, 3),
                     **p.counters} for p in phases],

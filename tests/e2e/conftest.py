@@ -74,3 +74,17 @@ def kernel_log_is_clean(request: pytest.FixtureRequest) -> Iterator[None]:
     problems = _kernel_problems(target, since)
     if problems:
         pytest.fail("kernel log reports problems:\n" + "\n".join(problems), pytrace=False)
+
+
+ADMIT_ALL = "/sys/module/cleancache/parameters/admit_all"
+
+
+@pytest.fixture
+def admit_all(target: Target) -> Iterator[None]:
+    """Cleancache stores every clean folio evicted during the test, not only
+    those with a record of reuse: for tests that evict to store on demand."""
+    target.shell.check(f"echo 1 > {ADMIT_ALL}")
+    try:
+        yield
+    finally:
+        target.shell.check(f"echo 0 > {ADMIT_ALL}")

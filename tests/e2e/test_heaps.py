@@ -65,6 +65,7 @@ def test_exhaust_area_then_everything_comes_back(target: Target, area: str) -> N
     assert _pool(target, area, "donated") == AREAS[area] // 4096
 
 
+@pytest.mark.usefixtures("admit_all")
 def test_allocation_takes_cached_pages_back(target: Target) -> None:
     """Pages lent to cleancache come back at once when the whole area is allocated."""
     target.shell.check("cat /data/*.bin /erofs/*.bin > /dev/null && "

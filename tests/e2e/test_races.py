@@ -10,6 +10,9 @@ from gcma.report import parse_kv
 
 from .conftest import Target
 
+#: The races need stores on demand: fadvise evicts pages written or read once.
+pytestmark = pytest.mark.usefixtures("admit_all")
+
 #: (test, directory, iterations). /data1k has 1 KiB blocks: a block-sized
 #: write leaves a folio partly uptodate, which a restore must never fill.
 RACES = (

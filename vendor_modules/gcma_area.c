@@ -30,6 +30,7 @@
 #include <linux/of.h>
 #include <linux/of_address.h>
 #include <linux/of_reserved_mem.h>
+#include <linux/platform_device.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
 #include <linux/string.h>
@@ -70,6 +71,8 @@ struct gcma_area {
 	struct delayed_work retry_work;
 	struct gcma_area_stats stats;
 	struct kobject *kobj;		/* /sys/kernel/gcma_area/<name> */
+	struct device_node *np;		/* its gcma,area node, if any */
+	struct device *dev;		/* the node's device, once bound */
 };
 
 static char *source = "dt";
@@ -82,6 +85,7 @@ MODULE_PARM_DESC(names, "with source=reserve_mem: comma-separated region names")
 
 /* Written at load, read-only afterwards: no lock needed to walk it. */
 static LIST_HEAD(gcma_areas);
+static bool gcma_area_driver_registered;
 
 static struct gcma_area *gcma_area_lookup(const char *name)
 {
@@ -759,7 +763,8 @@ static const char *gcma_area_from_node(struct device_node *np)
 	if (rmem && !reason) {
 		snprintf(what, sizeof(what), "%pOF", np);
 		/* It prints its own line if it rejects the area. */
-		gcma_area_add(what, label, rmem->base, rmem->size);
+		if (!gcma_area_add(what, label, rmem->base, rmem->size))
+			gcma_area_lookup(label)->np = of_node_get(np);
 	}
 	of_node_put(region);
 	return reason;
@@ -884,14 +889,59 @@ static void gcma_area_release_all(void)
 			continue;
 		}
 		list_del(&area->node);
+		of_node_put(area->np);
 		gcma_area_free_bitmaps(area);
 		kfree(area);
 	}
 }
 #endif
 
+/*
+ * The platform driver of gcma,area nodes: its modalias autoloads this
+ * module (ueventd, modprobe from modules.alias), and it binds each area's
+ * device, which then links to the area's statistics. The areas themselves
+ * are made at load, all nodes at once in the order of their names, so that
+ * which of two conflicting nodes loses does not depend on probe order; a
+ * node that was rejected (with its reason in the log) stays unbound.
+ */
+static int gcma_area_probe(struct platform_device *pdev)
+{
+	struct gcma_area *area;
+
+	list_for_each_entry(area, &gcma_areas, node) {
+		if (area->np && area->np == pdev->dev.of_node) {
+			area->dev = &pdev->dev;
+			platform_set_drvdata(pdev, area);
+			if (area->kobj &&
+			    sysfs_create_link(&pdev->dev.kobj, area->kobj,
+					      "gcma_area"))
+				dev_warn(&pdev->dev, "no link to its statistics\n");
+			return 0;
+		}
+	}
+	return -ENODEV;
+}
+
+static const struct of_device_id gcma_area_of_match[] = {
+	{ .compatible = "gcma,area" },
+	{ }
+};
+MODULE_DEVICE_TABLE(of, gcma_area_of_match);
+
+static struct platform_driver gcma_area_driver = {
+	.probe = gcma_area_probe,
+	.driver = {
+		.name = "gcma_area",
+		.of_match_table = gcma_area_of_match,
+		/* Areas live as long as the module: no unbinding by hand. */
+		.suppress_bind_attrs = true,
+	},
+};
+
 static int __init gcma_area_init(void)
 {
+	int err;
+
 	bool dt = !strcmp(source, "dt");
 
 	if (!dt && strcmp(source, "reserve_mem")) {
@@ -908,6 +958,11 @@ static int __init gcma_area_init(void)
 		kobject_put(gcma_area_kobj);
 		return -ENODEV;
 	}
+	/* Areas work without their devices: a failure only loses the links. */
+	err = platform_driver_register(&gcma_area_driver);
+	if (err)
+		pr_warn("no platform driver (%d)\n", err);
+	gcma_area_driver_registered = !err;
 	return 0;
 }
 module_init(gcma_area_init);
@@ -920,6 +975,15 @@ module_init(gcma_area_init);
  */
 static void __exit gcma_area_exit(void)
 {
+	struct gcma_area *area;
+
+	list_for_each_entry(area, &gcma_areas, node) {
+		if (area->dev && area->kobj)
+			sysfs_remove_link(&area->dev->kobj, "gcma_area");
+		area->dev = NULL;
+	}
+	if (gcma_area_driver_registered)
+		platform_driver_unregister(&gcma_area_driver);
 	gcma_area_release_all();
 	kobject_put(gcma_area_kobj);
 }

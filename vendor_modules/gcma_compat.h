@@ -12,6 +12,7 @@
 #ifndef _GCMA_COMPAT_H
 #define _GCMA_COMPAT_H
 
+#include <linux/dma-buf.h>
 #include <linux/gcma.h>
 #include <linux/highmem.h>
 #include <linux/mm.h>
@@ -39,11 +40,15 @@
 #endif
 
 /* Android's attachments carry DMA attributes for the importer's mapping. */
+static inline unsigned long
+gcma_attach_attrs(const struct dma_buf_attachment *attachment)
+{
 #ifdef GCMA_HAVE_DMA_MAP_ATTRS
-#define gcma_attach_attrs(attachment)	((attachment)->dma_map_attrs)
+	return attachment->dma_map_attrs;
 #else
-#define gcma_attach_attrs(attachment)	0UL
+	return 0;
 #endif
+}
 
 #ifdef GCMA_API_ANDROID
 

@@ -428,6 +428,28 @@ static int gcma_heap_stats_show(struct seq_file *s, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(gcma_heap_stats);
 
+#ifdef CONFIG_FAULT_INJECTION
+/*
+ * Fault injection for the error paths of module init, as drivers such as
+ * i915 have it: step N of init (counting each allocation and each heap
+ * added) fails as if out of memory.
+ */
+static unsigned int inject_init_failure;
+module_param(inject_init_failure, uint, 0400);
+MODULE_PARM_DESC(inject_init_failure,
+		 "fail step N of init: an allocation or adding a heap (debug)");
+
+static bool gcma_heap_inject(void)
+{
+	return inject_init_failure && !--inject_init_failure;
+}
+#else
+static bool gcma_heap_inject(void)
+{
+	return false;
+}
+#endif
+
 /* Every area's heap, allocated before the first is added. */
 struct gcma_heap_set {
 	struct gcma_heap **heaps;
@@ -445,7 +467,7 @@ static int gcma_heap_prepare(struct gcma_area *area, void *data)
 	struct gcma_heap_set *set = data;
 	struct gcma_heap *heap;
 
-	heap = kzalloc(sizeof(*heap), GFP_KERNEL);
+	heap = gcma_heap_inject() ? NULL : kzalloc(sizeof(*heap), GFP_KERNEL);
 	if (!heap)
 		return -ENOMEM;
 	heap->area = area;
@@ -467,7 +489,7 @@ static bool gcma_heap_add(struct gcma_heap *heap, struct dentry *dir)
 		.priv = heap,
 	};
 
-	heap->heap = dma_heap_add(&exp_info);
+	heap->heap = gcma_heap_inject() ? ERR_PTR(-ENOMEM) : dma_heap_add(&exp_info);
 	if (IS_ERR(heap->heap)) {
 		pr_err("%s: no heap (%ld)\n", exp_info.name, PTR_ERR(heap->heap));
 		return false;
@@ -486,14 +508,16 @@ static int __init gcma_heap_init(void)
 	gcma_area_for_each(gcma_heap_count_area, &nr);
 	if (!nr)
 		return -ENODEV;
-	set.heaps = kcalloc(nr, sizeof(*set.heaps), GFP_KERNEL);
+	set.heaps = gcma_heap_inject() ? NULL :
+		    kcalloc(nr, sizeof(*set.heaps), GFP_KERNEL);
 	if (!set.heaps)
 		return -ENOMEM;
 	/* Areas are fixed once gcma_area is loaded: nr cannot grow. */
 	err = gcma_area_for_each(gcma_heap_prepare, &set);
 	if (err)
 		goto free_heaps;
-	gcma_heap_pdev = platform_device_register_simple("gcma_heap", -1, NULL, 0);
+	gcma_heap_pdev = gcma_heap_inject() ? ERR_PTR(-ENOMEM) :
+		platform_device_register_simple("gcma_heap", -1, NULL, 0);
 	if (IS_ERR(gcma_heap_pdev)) {
 		err = PTR_ERR(gcma_heap_pdev);
 		goto free_heaps;

@@ -59,20 +59,26 @@ def _uptime(t: Transport) -> float:
     return float(t.check("cut -d' ' -f1 /proc/uptime").strip())
 
 
-def _read_pass(t: Transport, rounds: int) -> ReadPass:
-    """One warm-up round, then ``rounds`` timed ones."""
+def _timed_passes(t: Transport, command: str, passes: int, warm_up: bool) -> ReadPass:
+    """``passes`` timed runs of ``command`` (after an untimed one if
+    ``warm_up``), with the counters' differences across them."""
     result = ReadPass()
     before = integrity.counters(t, COUNTERS)
-    for i in range(rounds + 1):
+    for i in range(passes + warm_up):
         start = _uptime(t)
-        t.check(integrity.in_cgroup(f"cat {FILES} > /dev/null && cat {FILES} > /dev/null",
-                                    CGROUP), timeout=1800)
-        if i:
+        t.check(command, timeout=1800)
+        if i or not warm_up:
             result.rounds_s.append(round(_uptime(t) - start, 2))
     after = integrity.counters(t, COUNTERS)
     result.counters = {k: after[k] - before[k] for k in after if k != "donated"}
     result.counters["donated"] = after["donated"]
     return result
+
+
+def _read_pass(t: Transport, rounds: int) -> ReadPass:
+    """One warm-up round, then ``rounds`` timed ones."""
+    return _timed_passes(t, integrity.in_cgroup(
+        f"cat {FILES} > /dev/null && cat {FILES} > /dev/null", CGROUP), rounds, True)
 
 
 def _alloc_p99(t: Transport, heap: str, size: str, count: int) -> int:
@@ -81,6 +87,19 @@ def _alloc_p99(t: Transport, heap: str, size: str, count: int) -> int:
     if kv.get("ok") != str(count):
         raise CheckFailed(f"heap_alloc on {heap} failed: {res.strip()}")
     return int(kv["p99_us"])
+
+
+def _p99_idle_and_busy(t: Transport, heap: str, size: str, count: int, load: str,
+                       stop: str) -> tuple[int, int]:
+    """The allocation p99 idle, then while the shell command ``load`` runs in
+    the background (``stop`` ends what it started)."""
+    idle = _alloc_p99(t, heap, size, count)
+    t.check(f"{load} > /dev/null 2>&1 & echo $! > /tmp/gcma-bench-load")
+    try:
+        busy = _alloc_p99(t, heap, size, count)
+    finally:
+        t.run(f"kill $(cat /tmp/gcma-bench-load); {stop}; true")
+    return idle, busy
 
 
 def run(t: Transport, rounds: int = 5, memory_limit: str = "64M", heap: str = "camera",
@@ -96,14 +115,11 @@ def run(t: Transport, rounds: int = 5, memory_limit: str = "64M", heap: str = "c
     if pools.counters["stored"] == 0:
         raise CheckFailed("no page was stored with pools registered: nothing was measured")
 
-    idle_p99 = _alloc_p99(t, heap, alloc_size, allocs)
-    t.check(f"sh -c 'echo $$ > {CGROUP}/cgroup.procs && "
-            f"exec sh -c \"while :; do cat {FILES} > /dev/null; done\"' "
-            "> /dev/null 2>&1 & echo $! > /tmp/gcma-bench-streamer")
-    try:
-        busy_p99 = _alloc_p99(t, heap, alloc_size, allocs)
-    finally:
-        t.run("kill $(cat /tmp/gcma-bench-streamer); pkill -f 'cat /data' ; true")
+    idle_p99, busy_p99 = _p99_idle_and_busy(
+        t, heap, alloc_size, allocs,
+        f"sh -c 'echo $$ > {CGROUP}/cgroup.procs && "
+        f"exec sh -c \"while :; do cat {FILES} > /dev/null; done\"'",
+        "pkill -f 'cat /data'")
     return {
         "read": {
             "no_pool_s": no_pool.rounds_s,
@@ -127,13 +143,10 @@ def run(t: Transport, rounds: int = 5, memory_limit: str = "64M", heap: str = "c
 def free_stall(t: Transport, heap: str = "camera", big: str = "112M", small: str = "1M",
                allocs: int = 300) -> dict[str, object]:
     """Run on a target with the vendor modules loaded; returns the report."""
-    idle_p99 = _alloc_p99(t, heap, small, allocs)
-    t.check(f"sh -c 'while :; do heap_alloc -H -s {big} -n 1 {heap}; done' "
-            "> /dev/null 2>&1 & echo $! > /tmp/gcma-bench-freer")
-    try:
-        busy_p99 = _alloc_p99(t, heap, small, allocs)
-    finally:
-        t.run("kill $(cat /tmp/gcma-bench-freer); pkill -x heap_alloc; true")
+    idle_p99, busy_p99 = _p99_idle_and_busy(
+        t, heap, small, allocs,
+        f"sh -c 'while :; do heap_alloc -H -s {big} -n 1 {heap}; done'",
+        "pkill -x heap_alloc")
     return {
         "heap": heap,
         "freed_size": big,
@@ -148,18 +161,6 @@ def free_stall(t: Transport, heap: str = "camera", big: str = "112M", small: str
 STREAM_FILE = "/data/stream.bin"
 
 
-def _stream_passes(t: Transport, passes: int) -> ReadPass:
-    result = ReadPass()
-    before = integrity.counters(t, COUNTERS)
-    for _ in range(passes):
-        start = _uptime(t)
-        t.check(f"cat {STREAM_FILE} > /dev/null", timeout=1800)
-        result.rounds_s.append(round(_uptime(t) - start, 2))
-    after = integrity.counters(t, COUNTERS)
-    result.counters = {k: after[k] - before[k] for k in after if k != "donated"}
-    return result
-
-
 def stream(t: Transport, size_mib: int = 1200, passes: int = 3) -> dict[str, object]:
     """Run on a target booted with :data:`SKIP_CMDLINE`; returns the report.
 
@@ -169,14 +170,15 @@ def stream(t: Transport, size_mib: int = 1200, passes: int = 3) -> dict[str, obj
     if int(t.check(f"cat {CLEANCACHE}/donated")) != 0:
         raise CheckFailed(f"a pool is registered already: boot with {SKIP_CMDLINE}")
     t.check(f"truncate -s {size_mib}M {STREAM_FILE} && sync")
-    no_pool = _stream_passes(t, passes)
+    read = f"cat {STREAM_FILE} > /dev/null"
+    no_pool = _timed_passes(t, read, passes, False)
     for mod in MODULES:
         t.check(f"insmod /lib/modules/gcma/{mod}.ko")
     integrity.set_admit_all(t, False)
-    workingset = _stream_passes(t, passes)
+    workingset = _timed_passes(t, read, passes, False)
     integrity.set_admit_all(t, True)
     try:
-        admit_all = _stream_passes(t, passes)
+        admit_all = _timed_passes(t, read, passes, False)
     finally:
         integrity.set_admit_all(t, False)
     return {

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gcma import (
     __version__,
@@ -27,6 +29,7 @@ from gcma.machine import VIRT
 from gcma.report import table
 from gcma.target import Artefacts, EmulatedTarget
 from gcma.toolchain import Toolchain
+from gcma.transport import Transport
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,16 +126,26 @@ def cmd_kunit_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_integrity(args: argparse.Namespace) -> int:
+def _on_target(args: argparse.Namespace, work: Callable[[Transport], dict[str, Any]],
+               report_name: str, extra_cmdline: str = "") -> tuple[dict[str, Any], Path]:
+    """Boot a target, run ``work`` on it, stop it, and write the report to
+    out/report/<report_name>-<variant>.json."""
     target = EmulatedTarget(args.name)
     try:
-        with target.start(Artefacts.default(args.variant), timeout=args.timeout) as shell:
-            report = integrity.run(shell, rounds=args.rounds, admit_all=args.admit_all)
+        with target.start(Artefacts.default(args.variant), timeout=args.timeout,
+                          extra_cmdline=extra_cmdline) as shell:
+            report = work(shell)
     finally:
         target.stop()
-    out = paths.out_dir() / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"integrity-{args.variant}.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = paths.out_dir() / "report" / f"{report_name}-{args.variant}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return report, out
+
+
+def cmd_integrity(args: argparse.Namespace) -> int:
+    report, _ = _on_target(args, lambda t: integrity.run(
+        t, rounds=args.rounds, admit_all=args.admit_all), "integrity")
     print(f"admission: {report['admission']}")
     rows = [{k: str(v) for k, v in phase.items()} for phase in report["phases"]]  # type: ignore[attr-defined]
     print(table(rows, ["name", "verified_reads", "mismatches", "stored", "restored",
@@ -143,16 +156,8 @@ def cmd_integrity(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_cost(args: argparse.Namespace) -> int:
-    target = EmulatedTarget(args.name)
-    try:
-        with target.start(Artefacts.default(args.variant), timeout=args.timeout,
-                          extra_cmdline=bench.SKIP_CMDLINE) as shell:
-            report = bench.run(shell, rounds=args.rounds)
-    finally:
-        target.stop()
-    out = paths.out_dir() / "report" / f"bench-cost-{args.variant}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    report, out = _on_target(args, lambda t: bench.run(t, rounds=args.rounds),
+                             "bench-cost", bench.SKIP_CMDLINE)
     read, alloc = report["read"], report["alloc"]
     print(f"reads: no pool {read['no_pool_s']} s, pools {read['pools_s']} s, "
           f"ratio {read['ratio_pools_over_no_pool']}")
@@ -164,37 +169,22 @@ def cmd_bench_cost(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_stream(args: argparse.Namespace) -> int:
-    target = EmulatedTarget(args.name)
-    try:
-        with target.start(Artefacts.default(args.variant), timeout=args.timeout,
-                          extra_cmdline=bench.SKIP_CMDLINE) as shell:
-            report = bench.stream(shell, size_mib=args.size_mib, passes=args.passes)
-    finally:
-        target.stop()
-    out = paths.out_dir() / "report" / f"bench-stream-{args.variant}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    report, out = _on_target(args, lambda t: bench.stream(
+        t, size_mib=args.size_mib, passes=args.passes), "bench-stream", bench.SKIP_CMDLINE)
     print(f"{report['size_mib']} MiB stream: no pool {report['no_pool_s']} s, "
           f"pools (workingset) {report['workingset_s']} s, "
           f"pools (admit all) {report['admit_all_s']} s")
     print(f"ratios over no pool: workingset {report['ratio_workingset_over_no_pool']}, "
           f"admit all {report['ratio_admit_all_over_no_pool']}; stored: workingset "
-          f"{report['workingset_counters']['stored']}, admit all "  # type: ignore[index]
-          f"{report['admit_all_counters']['stored']}")  # type: ignore[index]
+          f"{report['workingset_counters']['stored']}, admit all "
+          f"{report['admit_all_counters']['stored']}")
     print(f"report: {out}")
     return 0
 
 
 def cmd_bench_free_stall(args: argparse.Namespace) -> int:
-    target = EmulatedTarget(args.name)
-    try:
-        with target.start(Artefacts.default(args.variant), timeout=args.timeout) as shell:
-            report = bench.free_stall(shell, allocs=args.count)
-    finally:
-        target.stop()
-    out = paths.out_dir() / "report" / f"bench-free-stall-{args.variant}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    report, out = _on_target(args, lambda t: bench.free_stall(t, allocs=args.count),
+                             "bench-free-stall")
     print(f"{report['timed_size']} {report['heap']} allocation p99: idle "
           f"{report['idle_p99_us']} us, while {report['freed_size']} buffers are "
           f"allocated and freed {report['freeing_p99_us']} us, "
@@ -353,31 +343,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("bench", help="benchmarks that print ratios measured in one run"
                         ).add_subparsers(dest="action", required=True, parser_class=_Parser)
-    p = be.add_parser("cost", help="cleancache's cost: reads with and without pools, "
-                      "and GCMA allocation under page-cache streaming")
-    variant_opt(p)
-    target_opt(p, "bench")
+    def bench_parser(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = be.add_parser(name, help=help_text)
+        variant_opt(p)
+        target_opt(p, "bench")
+        p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
+        return p
+
+    p = bench_parser("cost", "cleancache's cost: reads with and without pools, "
+                     "and GCMA allocation under page-cache streaming")
     p.add_argument("--rounds", type=_positive_int, default=5,
                    help="timed read rounds per pass (default 5)")
-    p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
     p.set_defaults(func=cmd_bench_cost)
-    p = be.add_parser("stream", help="a file larger than RAM read once: no pool, pools "
-                      "with the default admission, pools admitting everything")
-    variant_opt(p)
-    target_opt(p, "bench")
+    p = bench_parser("stream", "a file larger than RAM read once: no pool, pools "
+                     "with the default admission, pools admitting everything")
     p.add_argument("--size-mib", type=_positive_int, default=1200,
                    help="file size (default 1200)")
     p.add_argument("--passes", type=_positive_int, default=3,
                    help="timed passes per setting (default 3)")
-    p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
     p.set_defaults(func=cmd_bench_stream)
-    p = be.add_parser("free-stall", help="small allocations while big buffers of the same "
-                      "area are allocated and freed, against an idle area")
-    variant_opt(p)
-    target_opt(p, "bench")
+    p = bench_parser("free-stall", "small allocations while big buffers of the same "
+                     "area are allocated and freed, against an idle area")
     p.add_argument("--count", type=_positive_int, default=300,
                    help="timed allocations per pass (default 300)")
-    p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
     p.set_defaults(func=cmd_bench_free_stall)
 
     ku = sub.add_parser("kunit", help="the kernel's KUnit suites").add_subparsers(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
+import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -12,6 +15,7 @@ from gcma import dt, klog, paths
 from gcma.machine import VIRT, Machine
 from gcma.report import parse_kv
 from gcma.target import Artefacts, EmulatedTarget
+from gcma.transport import Transport
 
 from .conftest import Target
 
@@ -124,6 +128,27 @@ def test_area_sysfs_statistics(target: Target) -> None:
     assert after["used_kib"] == 0 and after["largest_free_kib"] == after["total_kib"]
 
 
+def _bound_areas(shell: Transport) -> list[str]:
+    out = shell.check("ls /sys/bus/platform/drivers/gcma_area")
+    return sorted(d for d in out.split() if d.startswith("gcma-area-"))
+
+
+def test_area_devices_are_bound_and_autoload(target: Target) -> None:
+    """gcma_area is the platform driver of gcma,area nodes: each area's device
+    is bound and links to its statistics, and the module's alias matches the
+    nodes' modalias (what ueventd and modprobe use)."""
+    assert _bound_areas(target.shell) == ["gcma-area-camera", "gcma-area-video"]
+    dev = "/sys/bus/platform/devices/gcma-area-camera"
+    assert int(target.shell.check(f"cat {dev}/gcma_area/total_kib")) == AREAS["camera"] // 1024
+    modalias = target.shell.check(f"cat {dev}/modalias").strip()
+    assert modalias.endswith("Cgcma,area"), modalias
+    ko = paths.out_dir() / "modules" / target.variant / "vendor_modules" / "dist" / "gcma_area.ko"
+    aliases = subprocess.run(["modinfo", "-F", "alias", str(ko)], capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert any(fnmatch.fnmatchcase(modalias, alias)
+               for alias in aliases), (modalias, aliases)
+
+
 def test_unload_is_refused_and_harmless(target: Target) -> None:
     res = target.shell.run("rmmod gcma_heap")
     assert not res.ok
@@ -154,8 +179,11 @@ def test_area_module_unload_returns_every_page(bare_target: Target) -> None:
     for _ in range(2):
         t.check("insmod /lib/modules/gcma/gcma_area.ko")
         assert int(t.check("cat /sys/kernel/mm/cleancache/donated")) == 49152
+        assert _bound_areas(t) == ["gcma-area-camera", "gcma-area-video"]
         t.check("rmmod gcma_area")
         assert int(t.check("cat /sys/kernel/mm/cleancache/donated")) == 0
+        assert not t.run("test -e /sys/bus/platform/drivers/gcma_area").ok
+        assert not t.run("test -e /sys/bus/platform/devices/gcma-area-camera/gcma_area").ok
         assert t.check("ls /sys/kernel/mm/cleancache/pools").split() == []
     log = t.check("dmesg")
     assert log.count("camera: returned to reserved memory") == 2
@@ -193,15 +221,26 @@ BAD_AREAS = {
 }
 
 
-def test_bad_device_tree_nodes_are_rejected(built: None, variant: str) -> None:
-    dtb = dt.build(VIRT, [paths.PROJECT / "dts" / "virt-gcma.dtso",
-                          paths.PROJECT / "tests" / "fixtures" / "dt" / "bad-areas.dtso"],
-                   name="virt-gcma-bad-areas", check_ram=False)
+@contextmanager
+def _boot_with_fixture(variant: str, fixture: str,
+                       machine: Machine = VIRT) -> Iterator[Transport]:
+    """A target whose DT is ours plus tests/fixtures/dt/<fixture>.dtso."""
+    dtb = dt.build(machine, [paths.PROJECT / "dts" / "virt-gcma.dtso",
+                             paths.PROJECT / "tests" / "fixtures" / "dt" / f"{fixture}.dtso"],
+                   name=f"virt-gcma-{fixture}", check_ram=False)
     art = Artefacts.default(variant)
     art.dtb = dtb
-    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-bad-dt")
-    shell = emulated.start(art, timeout=300)
+    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-{fixture}")
+    shell = emulated.start(art, machine=machine, timeout=300)
     try:
+        yield shell
+    finally:
+        shell.close()
+        emulated.stop()
+
+
+def test_bad_device_tree_nodes_are_rejected(built: None, variant: str) -> None:
+    with _boot_with_fixture(variant, "bad-areas") as shell:
         log = shell.check("dmesg")
         rejected = [ln for ln in log.splitlines() if "rejected" in ln]
         for node, reason in BAD_AREAS.items():
@@ -216,13 +255,13 @@ def test_bad_device_tree_nodes_are_rejected(built: None, variant: str) -> None:
             ["camera", "dynamic", "video"]
         for area in (*AREAS, "dynamic"):
             assert parse_kv(shell.check(f"heap_alloc -s 4M -n 2 {area}"))["ok"] == "2"
+        # Rejected nodes stay unbound.
+        assert _bound_areas(shell) == ["gcma-area-camera", "gcma-area-dynamic",
+                                       "gcma-area-video"]
         # The dynamic region sits where the kernel placed it, inside alloc-ranges.
         placed = re.search(r"gcma_area: /gcma-area-dynamic: area dynamic, (0x[0-9a-f]+) ", log)
         assert placed and 0x7c000000 <= int(placed.group(1), 16) <= 0x7dc00000, log
         assert klog.scan(log) == []
-    finally:
-        shell.close()
-        emulated.stop()
 
 
 def _heap_stats(target: Target, heap: str) -> dict[str, str]:
@@ -289,24 +328,14 @@ def test_free_of_a_referenced_range_is_retried(target: Target, gcma_pin: None) -
 def test_region_in_a_memory_hole_is_rejected(built: None, variant: str) -> None:
     """With -m 1000, RAM ends inside a memory section: pfn_valid() holds in the
     hole after it, but a region there is not RAM and must not become an area."""
-    machine = Machine(memory_mib=1000)
-    dtb = dt.build(machine, [paths.PROJECT / "dts" / "virt-gcma.dtso",
-                             paths.PROJECT / "tests" / "fixtures" / "dt" / "hole-area.dtso"],
-                   name="virt-gcma-hole", check_ram=False)
-    art = Artefacts.default(variant)
-    art.dtb = dtb
-    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-hole")
-    shell = emulated.start(art, machine=machine, timeout=300)
-    try:
+    with _boot_with_fixture(variant, "hole-area", Machine(memory_mib=1000)) as shell:
         log = shell.check("dmesg")
         assert "gcma_area: /gcma-area-x-hole: rejected: not all of it is mapped System RAM" \
             in log, [ln for ln in log.splitlines() if "gcma" in ln]
         assert "x-hole" not in shell.check("ls /dev/dma_heap").split()
         assert parse_kv(shell.check("heap_alloc -s 4M -n 2 camera"))["ok"] == "2"
         assert klog.scan(log) == []
-    finally:
-        shell.close()
-        emulated.stop()
+
 
 
 @pytest.mark.parametrize("check", ["mmap", "fork"])

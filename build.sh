@@ -35,6 +35,29 @@ as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Debian 12 only: the package names, the linux-source-6.12 tarball and the
+# arm64 multiarch setup are Debian's. Said before anything changes the system.
+check_host() {
+	local id="" version="" like="" release=${GCMA_OS_RELEASE:-/etc/os-release}
+	if [ -r "$release" ]; then
+		# shellcheck disable=SC1090
+		id=$(. "$release" && echo "${ID:-}")
+		version=$(. "$release" && echo "${VERSION_ID:-}")
+		like=$(. "$release" && echo "${ID_LIKE:-}")
+	fi
+	if [ "$id" = debian ] && [ "$version" = 12 ]; then
+		return
+	fi
+	if [ -n "${GCMA_ANY_HOST:-}" ]; then
+		log "warning: ${id:-unknown} ${version:-?} is not Debian 12; going on (GCMA_ANY_HOST)"
+		return
+	fi
+	log "this needs Debian 12 (bookworm); this host is ${id:-unknown} ${version:-?}${like:+ (like $like)}."
+	log "Its apt packages (linux-source-6.12, the arm64 cross toolchain and libc) come from"
+	log "Debian 12; derivatives built on it may work: set GCMA_ANY_HOST=1 to try. Nothing was changed."
+	exit 2
+}
+
 setup_apt() {
 	local missing=() pkg
 	for pkg in "${APT_PACKAGES[@]}"; do
@@ -73,6 +96,7 @@ setup_venv() {
 }
 
 setup() {
+	check_host
 	setup_apt
 	setup_venv
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from gcma import (
     rootfs,
     runner,
 )
-from gcma.errors import CheckFailed, GcmaError, UserError
+from gcma.errors import INTERNAL_ERROR_EXIT, CheckFailed, GcmaError, UserError
 from gcma.machine import VIRT
 from gcma.report import table
 from gcma.target import Artefacts, EmulatedTarget
@@ -130,15 +131,20 @@ def _on_target(args: argparse.Namespace, work: Callable[[Transport], dict[str, A
                report_name: str, extra_cmdline: str = "") -> tuple[dict[str, Any], Path]:
     """Boot a target, run ``work`` on it, stop it, and write the report to
     out/report/<report_name>-<variant>.json."""
+    out = paths.out_dir() / "report" / f"{report_name}-{args.variant}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     target = EmulatedTarget(args.name)
     try:
         with target.start(Artefacts.default(args.variant), timeout=args.timeout,
                           extra_cmdline=extra_cmdline) as shell:
             report = work(shell)
+    except CheckFailed as exc:
+        if exc.report is not None:
+            out.write_text(json.dumps(exc.report, indent=2) + "\n")
+            raise CheckFailed(f"{exc} (report: {out})") from exc
+        raise
     finally:
         target.stop()
-    out = paths.out_dir() / "report" / f"{report_name}-{args.variant}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     return report, out
 
@@ -424,3 +430,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gcma: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # noqa: BLE001 - the last resort: a bug of ours
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    """One line for the user, the traceback in a log they can attach."""
+    trace = traceback.format_exc()
+    try:
+        log = paths.logs_dir() / "internal-error.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(trace)
+        where = f"; the traceback is in {log}"
+    except OSError:
+        where = ""
+        print(trace, file=sys.stderr)
+    last = trace.strip().splitlines()[-1]
+    print(f"gcma: internal error: {last}{where}; please report it", file=sys.stderr)
+    return INTERNAL_ERROR_EXIT

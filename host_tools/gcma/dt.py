@@ -99,6 +99,10 @@ def build(machine: Machine, overlays: list[Path] | None = None,
     log.write_text("")
     if overlays is None:
         overlays = [paths.PROJECT / "dts" / o for o in DEFAULT_OVERLAYS]
+    # The user's input first, before any tool runs.
+    for overlay in overlays:
+        if not overlay.is_file():
+            raise UserError(f"device-tree overlay not found: {overlay}")
     base = out / f"virt-base-{machine.fingerprint()}.dtb"
     if not base.exists():
         runner.run(machine.dumpdtb_args(str(base)), log=log)

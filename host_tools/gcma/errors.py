@@ -50,6 +50,17 @@ class TargetError(InfraError):
 
 
 class CheckFailed(GcmaError):
-    """Everything ran, and a result is wrong (a failed allocation, bad data)."""
+    """Everything ran, and a result is wrong (a failed allocation, bad data).
+
+    ``report``, when given, is the run's report: written before the error is
+    shown, so that a failure never loses it."""
 
     exit_code = 4
+
+    def __init__(self, message: str, report: dict[str, object] | None = None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+#: An error of the tool itself (a bug): neither the user's nor the machine's.
+INTERNAL_ERROR_EXIT = 5

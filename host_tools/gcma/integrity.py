@@ -123,6 +123,7 @@ def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
     bad += [f"kernel log: {f.kind}: {f.line}" for f in findings]
     if stress["bad_pages"]:
         bad.append(f"gcma_stress: {stress['bad_pages']} bad pages")
+    report["failures"] = bad
     if bad:
-        raise CheckFailed("page-cache integrity: " + "; ".join(bad))
+        raise CheckFailed("page-cache integrity: " + "; ".join(bad), report)
     return report

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gcma import kconfig, patches, paths, runner
-from gcma.errors import UserError
+from gcma.errors import CommandFailed, UserError
 from gcma.toolchain import Toolchain
 
 DEBIAN_PACKAGE = "linux-source-6.12"
@@ -123,6 +123,26 @@ def unpack(tarball: Path, kp: KernelPaths, log: Path) -> Path:
         tree = kp.src_parent / recorded["dir"]
         if {k: recorded.get(k) for k in identity} == identity and tree.is_dir():
             return tree
+    # Unpacked beside the current tree and checked before anything is removed:
+    # a wrong tarball must not cost the trees and builds that exist.
+    fresh = kp.src_parent.with_name(kp.src_parent.name + ".new")
+    if fresh.exists():
+        shutil.rmtree(fresh)
+    tmp = fresh / ".unpack"
+    tmp.mkdir(parents=True)
+    try:
+        runner.run(["tar", "-xf", tarball, "-C", tmp], log=log, progress="unpack")
+    except CommandFailed as exc:
+        shutil.rmtree(fresh)
+        raise UserError(f"{tarball}: not a readable tar archive (log: {log})") from exc
+    tops = list(tmp.iterdir())
+    if len(tops) != 1 or not (tops[0] / "Makefile").is_file() or \
+            not (tops[0] / "mm").is_dir():
+        shutil.rmtree(fresh)
+        raise UserError(f"{tarball}: not a kernel source archive (expected one top-level "
+                        f"folder with Makefile and mm/, found {len(tops)} entries)")
+    tops[0].rename(fresh / tops[0].name)
+    tmp.rmdir()
     # tar keeps the archive's mtimes, which may be older than objects built from
     # another source: a build folder that outlives its source could look up to date.
     # The variants share one source; another tree (bisect-build) has its own.
@@ -132,15 +152,8 @@ def unpack(tarball: Path, kp: KernelPaths, log: Path) -> Path:
         if old.exists():
             runner.info(f"removing {old} (new kernel source)")
             shutil.rmtree(old)
-    tmp = kp.src_parent / ".unpack"
-    tmp.mkdir(parents=True)
-    runner.run(["tar", "-xf", tarball, "-C", tmp], log=log, progress="unpack")
-    tops = list(tmp.iterdir())
-    if len(tops) != 1 or not tops[0].is_dir():
-        raise UserError(f"{tarball}: expected one top-level folder, found {len(tops)}")
+    fresh.rename(kp.src_parent)
     tree = kp.src_parent / tops[0].name
-    tops[0].rename(tree)
-    tmp.rmdir()
     stamp.write_text(json.dumps({**identity, "dir": tree.name}, indent=1) + "\n")
     return tree
 

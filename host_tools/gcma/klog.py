@@ -6,21 +6,23 @@ import re
 from dataclasses import dataclass
 
 #: Each pattern names one kind of kernel report. A test run whose kernel log
-#: has any of these fails, whatever the test itself saw.
+#: has any of these fails, whatever the test itself saw. The first pattern a
+#: line matches names its kind, so the specific ones come before the generic
+#: "BUG:" and "WARNING:" that prefix many reports.
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (kind, re.compile(rx)) for kind, rx in (
-        ("oops", r"\bOops\b|Internal error: Oops"),
-        ("bug", r"\bBUG:|kernel BUG at"),
-        ("warning", r"\bWARNING: .*(CPU|at )"),
-        ("panic", r"Kernel panic - not syncing"),
-        ("paging", r"Unable to handle kernel (paging request|NULL pointer)"),
+        ("bad-page", r"BUG: Bad page (state|map)"),
+        ("sanitizer", r"\b(UBSAN|KASAN|KFENCE|KMSAN):"),
         ("lockdep", r"possible (circular|recursive) locking|inconsistent lock state"
                     r"|suspicious RCU usage|lock held when returning"),
+        ("list-corruption", r"list_(add|del) corruption"),
+        ("oops", r"\bOops\b|Internal error: Oops"),
+        ("paging", r"Unable to handle kernel (paging request|NULL pointer)"),
+        ("panic", r"Kernel panic - not syncing"),
         ("hung", r"INFO: task .* blocked for more than"),
         ("rcu-stall", r"rcu: INFO: .* detected stalls"),
-        ("sanitizer", r"\b(UBSAN|KASAN|KFENCE|KMSAN):"),
-        ("list-corruption", r"list_(add|del) corruption"),
-        ("bad-page", r"BUG: Bad page (state|map)"),
+        ("bug", r"\bBUG:|kernel BUG at"),
+        ("warning", r"\bWARNING: .*(CPU|at )"),
     ))
 
 

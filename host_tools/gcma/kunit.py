@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from gcma import kernel, klog, ktap, paths, runner
-from gcma.errors import CheckFailed
+from gcma.errors import CheckFailed, GcmaError
 from gcma.target import Artefacts, EmulatedTarget
 
 
@@ -18,9 +18,13 @@ def run(name: str = "kunit", timeout: float = 600.0, filter_glob: str = "",
         variant: str = kernel.DEFAULT_VARIANT) -> ktap.Report:
     target = EmulatedTarget(name)
     cmdline = "kunit.enable=1" + (f" kunit.filter_glob={filter_glob}" if filter_glob else "")
+    boot_error: GcmaError | None = None
     try:
         target.start(Artefacts.default(variant), timeout=timeout,
                      extra_cmdline=cmdline).close()
+    except GcmaError as exc:
+        # A crash or a hang in a suite: the report says what ran before it.
+        boot_error = exc
     finally:
         console = target.console.read_text(errors="replace") if target.console.exists() else ""
         target.stop()
@@ -30,6 +34,7 @@ def run(name: str = "kunit", timeout: float = 600.0, filter_glob: str = "",
     out.mkdir(parents=True, exist_ok=True)
     (out / f"kunit-{variant}.json").write_text(json.dumps(
         {"totals": report.totals(), "problems": report.problems(),
+         "boot_error": str(boot_error) if boot_error else None,
          "kernel_log_findings": [f"{f.kind}: {f.line}" for f in crashes],
          "suites": [{"name": s.name, "status": s.status, "planned": s.planned,
                      "cases": [c.__dict__ for c in s.cases]} for s in report.suites]},
@@ -37,6 +42,8 @@ def run(name: str = "kunit", timeout: float = 600.0, filter_glob: str = "",
     t = report.totals()
     runner.info(f"kunit: {t['suites']} suites, {t['cases']} cases: {t['pass']} passed, "
                 f"{t['fail']} failed, {t['skip']} skipped")
+    if boot_error:
+        raise boot_error
     problems = report.problems() + [f"kernel log: {f.kind}: {f.line}" for f in crashes]
     if problems or not report.ok:
         raise CheckFailed("KUnit: " + "; ".join(problems or ["not ok"]))

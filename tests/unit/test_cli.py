@@ -45,6 +45,7 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         assert res.returncode == 2, (args, res.stderr)
         assert res.stderr.startswith(f"gcma: error: {message}") or message in res.stderr, \
             (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
         assert "Traceback" not in res.stderr
 
 
@@ -62,3 +63,65 @@ def test_module_build_against_unbuilt_tree_is_user_error(tmp_path: Path) -> None
                "--kdir", str(kdir), out=tmp_path)
     assert res.returncode == 2
     assert "no Module.symvers" in res.stderr
+
+
+def test_internal_error_is_one_line_with_its_own_exit_code(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A bug of ours is neither a user error (2) nor "a check said no" (1)."""
+    from gcma import cli
+
+    def broken(args: object) -> int:
+        raise KeyError("oops")
+
+    monkeypatch.setenv("GCMA_OUT", str(tmp_path))
+    monkeypatch.setattr(cli, "cmd_doctor", broken)
+    assert cli.main(["doctor"]) == 5
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("gcma: internal error: KeyError: 'oops'")
+    assert "please report it" in err[0]
+    assert "Traceback" in (tmp_path / "logs" / "internal-error.log").read_text()
+
+
+def test_a_failed_run_still_writes_its_report(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """gcma integrity (and every command run on a target) writes its report
+    before it reports the failure."""
+    import argparse
+    import json
+
+    from gcma import cli
+    from gcma.errors import CheckFailed
+
+    class FakeTarget:
+        stopped = False
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def start(self, *args: object, **kwargs: object) -> "FakeTarget":
+            return self
+
+        def __enter__(self) -> "FakeTarget":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def stop(self) -> None:
+            FakeTarget.stopped = True
+
+    def failing(shell: object) -> dict[str, object]:
+        raise CheckFailed("page-cache integrity: ext4: 1 mismatches",
+                          {"mismatches": 1, "phases": []})
+
+    monkeypatch.setenv("GCMA_OUT", str(tmp_path))
+    monkeypatch.setattr(cli, "EmulatedTarget", FakeTarget)
+    monkeypatch.setattr(cli.Artefacts, "default", staticmethod(lambda variant: None))
+    args = argparse.Namespace(name="t", variant="default", timeout=1)
+    with pytest.raises(CheckFailed, match=r"1 mismatches \(report: .*integrity-default.json\)"):
+        cli._on_target(args, failing, "integrity")
+    report = json.loads((tmp_path / "report" / "integrity-default.json").read_text())
+    assert report == {"mismatches": 1, "phases": []}
+    assert FakeTarget.stopped

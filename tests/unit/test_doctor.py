@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +62,23 @@ def test_cli_exit_code_and_one_message_without_traceback() -> None:
     assert res.returncode == 3, res.stderr
     assert "missing command make" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _setup_on(tmp_path: Path, os_release: str, **env: str) -> subprocess.CompletedProcess[str]:
+    release = tmp_path / "os-release"
+    release.write_text(os_release)
+    return subprocess.run(
+        ["bash", str(paths.PROJECT / "build.sh"), "setup"], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "GCMA_OS_RELEASE": str(release),
+                          "GCMA_OUT": str(tmp_path / "out"), **env})
+
+
+def test_build_sh_refuses_other_hosts_before_changing_anything(tmp_path: Path) -> None:
+    res = _setup_on(tmp_path, 'ID=ubuntu\nVERSION_ID="24.04"\nID_LIKE=debian\n')
+    assert res.returncode == 2
+    assert "needs Debian 12" in res.stderr and "ubuntu 24.04 (like debian)" in res.stderr
+    assert "Nothing was changed" in res.stderr
+    assert "+ " not in res.stderr  # no command ran
+    assert not (tmp_path / "out").exists()
+    res = _setup_on(tmp_path, "ID=debian\nVERSION_ID=11\n")
+    assert res.returncode == 2 and "debian 11" in res.stderr

@@ -9,6 +9,17 @@ BAD = {
     "lockdep": "[    9.9] WARNING: possible circular locking dependency detected",
     "hung": "[  120.0] INFO: task kworker/0:1:12 blocked for more than 120 seconds.",
     "sanitizer": "[    5.0] UBSAN: shift-out-of-bounds in mm/gcma.c:12:3",
+    "bad-page": "[    6.0] BUG: Bad page state in process heap_alloc  pfn:60000",
+    "rcu-stall": "[   30.0] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+    "list-corruption": "[    7.0] list_add corruption. next->prev should be prev (ffff0001),",
+}
+
+#: Reports that start like a generic one but are of a specific kind.
+SPECIFIC = {
+    "[    5.1] BUG: KASAN: slab-out-of-bounds in cc_store+0x1c/0x40": "sanitizer",
+    "[    5.2] BUG: KFENCE: use-after-free read in gcma_free_range+0x10/0x20": "sanitizer",
+    "[    9.8] WARNING: suspicious RCU usage": "lockdep",
+    "[    6.1] BUG: Bad page map in process cc_race  pte:0 pmd:0": "bad-page",
 }
 
 GOOD = """\
@@ -24,9 +35,17 @@ def test_each_bad_kind_is_found() -> None:
     for kind, line in BAD.items():
         findings = klog.scan(GOOD + line + "\n")
         assert len(findings) == 1, (kind, findings)
-        # lockdep reports start with WARNING: but the first matching kind wins
-        assert findings[0].kind in (kind, "warning"), (kind, findings)
+        assert findings[0].kind == kind, (kind, findings)
         assert findings[0].line == line.strip()
+
+
+def test_every_pattern_is_tested() -> None:
+    assert {kind for kind, _ in klog.PATTERNS} == set(BAD)
+
+
+def test_specific_kinds_win_over_generic_prefixes() -> None:
+    for line, kind in SPECIFIC.items():
+        assert [f.kind for f in klog.scan(line)] == [kind], line
 
 
 def test_clean_log_has_no_findings() -> None:

@@ -23,6 +23,7 @@ APT_PACKAGES=(
 	linux-source-6.12 patch
 	# device tree, emulated target, root filesystem
 	device-tree-compiler qemu-system-arm ipxe-qemu e2fsprogs erofs-utils openssh-client
+	util-linux
 	# the venv
 	python3 python3-venv python3-dev
 	# checkpatch.pl in the tests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -201,7 +202,7 @@ def cmd_bench_free_stall(args: argparse.Namespace) -> int:
 
 def cmd_target_start(args: argparse.Namespace) -> int:
     EmulatedTarget(args.name).start(Artefacts.default(args.variant), timeout=args.timeout,
-                                    extra_cmdline=args.append).close()
+                                    extra_cmdline=args.append, detach=True).close()
     return 0
 
 
@@ -415,9 +416,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a cancelled CI job) unwinds like Ctrl-C: targets are stopped
+    and reports written on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runner.set_quiet(args.quiet)
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args.func(args))
     except GcmaError as exc:

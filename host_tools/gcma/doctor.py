@@ -45,6 +45,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     *_commands("ccache", "kernel build", "ccache"),
     *_commands("patch", "kernel patch series", "patch"),
     *_commands("kmod", "module load order", "modinfo"),
+    *_commands("util-linux", "emulated target (QEMU dies with its parent)", "setpriv"),
     *_commands("gcc-aarch64-linux-gnu", "kernel and device_tests", "aarch64-linux-gnu-gcc"),
     *_commands("binutils-aarch64-linux-gnu", "kernel build", "aarch64-linux-gnu-ld",
                "aarch64-linux-gnu-nm"),

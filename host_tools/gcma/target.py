@@ -126,7 +126,11 @@ class EmulatedTarget:
         return "\n".join(text[-lines:]) or "(no console output)"
 
     def start(self, art: Artefacts | None = None, machine: Machine | None = None,
-              timeout: float = 180.0, extra_cmdline: str = "") -> SshTransport:
+              timeout: float = 180.0, extra_cmdline: str = "",
+              detach: bool = False) -> SshTransport:
+        """Boot and wait until ssh answers. QEMU dies with the calling process
+        (PR_SET_PDEATHSIG, through setpriv) unless ``detach``: only
+        ``gcma target start`` leaves a target running for later commands."""
         if self.state() is not None:
             raise UserError(f"target {self.name} is already running (gcma target stop "
                             f"--name {self.name})")
@@ -142,10 +146,12 @@ class EmulatedTarget:
             port = free_port()
             self.console.write_text("")
             argv = qemu_command(machine, art, port, self.console, extra_cmdline)
+            # setpriv execs QEMU, which keeps its pid and the death signal.
+            launch = argv if detach else ["setpriv", "--pdeathsig", "KILL", "--", *argv]
             qemu_log = self.dir / "qemu.log"
-            runner.info(f"+ {runner.format_command(argv)}")
+            runner.info(f"+ {runner.format_command(launch)}")
             with open(qemu_log, "w") as log:
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                proc = subprocess.Popen(launch, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True)
             state = {"pid": proc.pid, "ssh_port": port, "started": time.time(),
                      "machine": asdict(machine), "command": argv,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +17,7 @@ import pytest
 from gcma import kernel, klog, modules, paths
 from gcma.errors import TargetError
 from gcma.report import parse_kv
-from gcma.target import Artefacts, EmulatedTarget
+from gcma.target import READY_MARKER, Artefacts, EmulatedTarget
 
 from .conftest import Target
 
@@ -163,3 +166,50 @@ def test_boot_failure_reports_console(built: None) -> None:
     assert "Kernel panic" in message
     assert "last console lines" in message
     assert broken.state() is None
+
+
+def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie of ours would still answer; QEMU's parent is the CLI, now gone.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ", 1)[1][:1] != "Z"
+
+
+@pytest.mark.parametrize("sig,when", [(signal.SIGKILL, "boot"), (signal.SIGTERM, "run")])
+def test_no_qemu_outlives_the_cli(built: None, sig: int, when: str) -> None:
+    """Kill the CLI while its target boots (SIGKILL: no cleanup can run) or
+    while it runs (SIGTERM, as a cancelled CI job sends): QEMU goes too."""
+    name = f"pytest-{os.getpid()}-orphan-{when}"
+    target = EmulatedTarget(name)
+    cli = subprocess.Popen([sys.executable, "-m", "gcma", "integrity", "--name", name],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: target.state_file.exists(), 120), "QEMU never started"
+        pid = int(json.loads(target.state_file.read_text())["pid"])
+        if when == "run":
+            assert _wait_for(lambda: READY_MARKER in target.console.read_text(
+                errors="replace"), 120), target.console_tail()
+            time.sleep(2)
+        assert _pid_alive(pid)
+        cli.send_signal(sig)
+        code = cli.wait(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert _wait_for(lambda: not _pid_alive(pid), 15), f"QEMU {pid} outlived the CLI"
+    if sig == signal.SIGTERM:
+        # Unwound like Ctrl-C: it stopped its target itself and says how it ended.
+        assert code == 128 + signal.SIGTERM
+        assert target.state() is None

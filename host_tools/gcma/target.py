@@ -17,11 +17,14 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gcma import dt, kernel, klog, paths, rootfs, runner
 from gcma.errors import TargetError, UserError
 from gcma.machine import PL011_BASE, Machine
-from gcma.ssh import SshTransport
+
+if TYPE_CHECKING:  # fabric is imported only by commands that talk to a target
+    from gcma.ssh import SshTransport
 
 READY_MARKER = "GCMA-TARGET-READY"
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
@@ -187,13 +190,14 @@ class EmulatedTarget:
             time.sleep(0.2)
         if ready:
             while time.monotonic() - t0 < timeout:
+                transport = self.transport()
                 try:
-                    transport = self.transport()
                     transport.check("true", timeout=30)
                     runner.info(f"target {self.name}: ready in {time.monotonic() - t0:.1f}s, "
                                 f"ssh on 127.0.0.1:{port}")
                     return transport
                 except TargetError:
+                    transport.close()  # each failed probe's connection goes
                     time.sleep(0.5)
         self._kill(proc.pid)
         raise TargetError(f"target {self.name}: not ready after {timeout:.0f}s; last console "
@@ -203,6 +207,8 @@ class EmulatedTarget:
         state = self.state()
         if state is None:
             raise UserError(f"target {self.name} is not running (gcma target start)")
+        from gcma.ssh import SshTransport
+
         return SshTransport("127.0.0.1", int(state["ssh_port"]), rootfs.ssh_key())  # type: ignore[arg-type]
 
     def _kill(self, pid: int, grace: float = 5.0) -> None:

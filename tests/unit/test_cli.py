@@ -125,3 +125,25 @@ def test_a_failed_run_still_writes_its_report(tmp_path: Path,
     report = json.loads((tmp_path / "report" / "integrity-default.json").read_text())
     assert report == {"mismatches": 1, "phases": []}
     assert FakeTarget.stopped
+
+
+def test_commands_that_need_no_target_work_without_fabric(tmp_path: Path) -> None:
+    """fabric and paramiko are imported only by commands that talk to a target."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('fabric', 'paramiko', 'invoke'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from gcma import cli\n"
+        "assert cli.main(['target', 'status', '--name', 'nobody']) == 1\n"
+        "try:\n"
+        "    cli.main(['--help'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0\n"
+        "print('no fabric needed')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, GCMA_OUT=str(tmp_path)), timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "no fabric needed" in res.stdout

@@ -58,5 +58,8 @@ def entries_from_tree(root: Path, prefix: str = "") -> list[Entry]:
 
 def write_gz(path: Path, entries: list[Entry]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.GzipFile(path, "wb", compresslevel=6, mtime=0) as f:
+    # No name or time in the gzip header: the same entries give the same bytes
+    # whatever the output is called and whenever it is written.
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw,
+                                                 compresslevel=6, mtime=0) as f:
         f.write(archive(entries))

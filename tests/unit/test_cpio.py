@@ -1,6 +1,7 @@
 """The initramfs writer, read back with the real cpio(1)."""
 
 import gzip
+import os
 import stat
 import subprocess
 from pathlib import Path
@@ -36,9 +37,29 @@ def test_archive_lists_with_cpio_and_keeps_nodes_and_links(tmp_path: Path) -> No
     assert (out / "bin/busybox").read_bytes() == (tree / "bin/busybox").read_bytes()
 
 
+def _tree(root: Path, mtime: int) -> Path:
+    (root / "bin").mkdir(parents=True)
+    (root / "bin/tool").write_bytes(b"\x7fELF same bytes")
+    (root / "bin/tool").chmod(0o755)
+    (root / "etc").mkdir()
+    (root / "etc/conf").write_text("same text\n")
+    for path in (root / "bin/tool", root / "etc/conf", root / "bin", root / "etc"):
+        os.utime(path, (mtime, mtime))
+    return root
+
+
 def test_archive_is_reproducible(tmp_path: Path) -> None:
-    (tmp_path / "f").write_text("same")
-    a, b = tmp_path / "a.gz", tmp_path / "b.gz"
-    cpio.write_gz(a, cpio.entries_from_tree(tmp_path, ))
-    cpio.write_gz(b, [e for e in cpio.entries_from_tree(tmp_path) if e.name != "a.gz"])
-    assert gzip.decompress(a.read_bytes()) == gzip.decompress(b.read_bytes())
+    """Two trees that differ only in mtimes (and owners, where we may change
+    them) give the same compressed bytes, whatever the output is called."""
+    one = _tree(tmp_path / "one", 1_000_000_000)
+    two = _tree(tmp_path / "two", 1_700_000_000)
+    if os.geteuid() == 0:
+        os.chown(two / "etc/conf", 1234, 1234)
+    a, b = tmp_path / "a.cpio.gz", tmp_path / "other-name.gz"
+    cpio.write_gz(a, cpio.entries_from_tree(one))
+    cpio.write_gz(b, cpio.entries_from_tree(two))
+    assert a.read_bytes() == b.read_bytes()
+    # And it is not trivially so: other contents give other bytes.
+    (two / "etc/conf").write_text("other text\n")
+    cpio.write_gz(b, cpio.entries_from_tree(two))
+    assert a.read_bytes() != b.read_bytes()

@@ -211,12 +211,11 @@ int gcma_area_alloc(struct gcma_area *area, unsigned long count,
 
 	if (!count || align_order > GCMA_AREA_MAX_ALIGN_ORDER)
 		return -EINVAL;
-	if (count > area->count)
-		goto fail;
 	mask = (1UL << align_order) - 1;
 
 	mutex_lock(&area->lock);
-	for (;;) {
+	/* Larger than the area: no range to look for (nor to truncate). */
+	while (count <= area->count) {
 		off = gcma_area_reserve(area, from, count, mask);
 		if (off >= area->count)
 			break;
@@ -245,13 +244,6 @@ int gcma_area_alloc(struct gcma_area *area, unsigned long count,
 	mutex_unlock(&area->lock);
 	if (!err)
 		*pfn = area->start_pfn + off;
-	return err;
-
-fail:
-	mutex_lock(&area->lock);
-	area->stats.failures++;
-	area->stats.failed_pages += count;
-	mutex_unlock(&area->lock);
 	return err;
 }
 EXPORT_SYMBOL_GPL(gcma_area_alloc);

@@ -69,19 +69,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: not gone, and not a zombie (one of ours is reaped;
+    another's, such as an orphan's waiting for init, only reads as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie child of ours still answers kill(0): reap it if it is one.
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done == 0
     except ChildProcessError:
-        return True
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][:1]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def qemu_command(machine: Machine, art: Artefacts, port: int, console: Path,
@@ -120,7 +126,7 @@ class EmulatedTarget:
         if not self.state_file.exists():
             return None
         state = json.loads(self.state_file.read_text())
-        return state if _alive(int(state["pid"])) else None
+        return state if process_alive(int(state["pid"])) else None
 
     def console_tail(self, lines: int = 40) -> str:
         if not self.console.exists():
@@ -219,7 +225,7 @@ class EmulatedTarget:
                 return
             t0 = time.monotonic()
             while time.monotonic() - t0 < grace:
-                if not _alive(pid):
+                if not process_alive(pid):
                     return
                 time.sleep(0.1)
 
@@ -236,7 +242,7 @@ class EmulatedTarget:
         except TargetError:
             pass
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 10 and _alive(pid):
+        while time.monotonic() - t0 < 10 and process_alive(pid):
             time.sleep(0.1)
         self._kill(pid)
         self.state_file.unlink(missing_ok=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from gcma import kernel, klog, pipeline
+from gcma import integrity, kernel, klog, pipeline
 from gcma.ssh import SshTransport
 from gcma.target import Artefacts, EmulatedTarget
 
@@ -76,15 +76,18 @@ def kernel_log_is_clean(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail("kernel log reports problems:\n" + "\n".join(problems), pytrace=False)
 
 
-ADMIT_ALL = "/sys/module/cleancache/parameters/admit_all"
-
-
 @pytest.fixture
 def admit_all(target: Target) -> Iterator[None]:
     """Cleancache stores every clean folio evicted during the test, not only
     those with a record of reuse: for tests that evict to store on demand."""
-    target.shell.check(f"echo 1 > {ADMIT_ALL}")
+    integrity.set_admit_all(target.shell, True)
     try:
         yield
     finally:
-        target.shell.check(f"echo 0 > {ADMIT_ALL}")
+        integrity.set_admit_all(target.shell, False)
+
+
+def heap_stats(target: Target, heap: str) -> dict[str, str]:
+    """gcma_heap's debugfs statistics of ``heap``, key: value."""
+    text = target.shell.check(f"cat /sys/kernel/debug/gcma_heap/{heap}")
+    return dict(line.split(": ", 1) for line in text.splitlines())

@@ -12,21 +12,13 @@ import pytest
 from gcma.report import parse_kv
 from gcma.target import Artefacts, EmulatedTarget
 
-from .conftest import Target
+from .conftest import Target, heap_stats
 
 MIB = 1 << 20
 DEBUGFS = "/sys/kernel/debug"
 #: Only the task that sets /proc/self/make-it-fail sees failures.
 INJECT = {"task-filter": "Y", "probability": "50", "interval": "1", "times": "-1",
           "space": "0", "verbose": "0", "ignore-gfp-wait": "N"}
-
-
-def _heap_stat(target: Target, heap: str, key: str) -> int:
-    text = target.shell.check(f"cat {DEBUGFS}/gcma_heap/{heap}")
-    for line in text.splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split(":", 1)[1].split()[0])
-    raise AssertionError(f"no {key} in {text}")
 
 
 @pytest.fixture
@@ -56,11 +48,11 @@ def test_free_under_allocation_failures_loses_nothing(target: Target,
     held = parse_kv(res.stdout.splitlines()[0])
     assert held["held"] == "1", res.stdout
     assert res.ok, res.stdout + res.stderr
-    assert _heap_stat(target, "camera", "bytes_in_use") == 0
+    assert heap_stats(target, "camera")["bytes_in_use"] == "0"
     # Every range came back: the whole area can be allocated again.
     again = parse_kv(target.shell.check("heap_alloc -H -s 128M -n 1 camera"))
     assert again["held"] == "1", again
-    assert _heap_stat(target, "camera", "bytes_in_use") == 0
+    assert heap_stats(target, "camera")["bytes_in_use"] == "0"
     donated = int(target.shell.check("cat /sys/kernel/mm/cleancache/pools/camera/donated"))
     assert donated == 128 * MIB // 4096
 

@@ -17,7 +17,7 @@ from gcma.report import parse_kv
 from gcma.target import Artefacts, EmulatedTarget
 from gcma.transport import Transport
 
-from .conftest import Target
+from .conftest import Target, heap_stats
 
 MIB = 1 << 20
 AREAS = {"camera": 128 * MIB, "video": 64 * MIB}
@@ -93,8 +93,7 @@ def test_bad_requests_fail_with_the_right_errno(target: Target) -> None:
 
 def test_heap_statistics(target: Target) -> None:
     target.shell.check("heap_alloc -s 1M -n 3 video")
-    stats = dict(line.split(": ", 1) for line in
-                 target.shell.check("cat /sys/kernel/debug/gcma_heap/video").splitlines())
+    stats = heap_stats(target, "video")
     assert int(stats["allocations"]) >= 3
     assert stats["bytes_in_use"] == "0"
     assert int(stats["peak_bytes"]) >= MIB
@@ -264,11 +263,6 @@ def test_bad_device_tree_nodes_are_rejected(built: None, variant: str) -> None:
         assert klog.scan(log) == []
 
 
-def _heap_stats(target: Target, heap: str) -> dict[str, str]:
-    text = target.shell.check(f"cat /sys/kernel/debug/gcma_heap/{heap}")
-    return dict(line.split(": ", 1) for line in text.splitlines())
-
-
 @pytest.fixture
 def gcma_pin(target: Target) -> Iterator[None]:
     target.shell.check("insmod /lib/modules/gcma-tests/gcma_pin.ko")
@@ -284,7 +278,7 @@ def test_kernel_vmap_user_sees_the_buffer(target: Target, gcma_pin: None) -> Non
     for size in ("4K", "1M", "5M"):
         row = parse_kv(target.shell.check(f"heap_alloc -K vmap -s {size} camera"))
         assert row["error"] == "none", row
-    assert _heap_stats(target, "camera")["bytes_in_use"] == "0"
+    assert heap_stats(target, "camera")["bytes_in_use"] == "0"
 
 
 def _whole_area_allocates(target: Target, area: str) -> bool:
@@ -300,7 +294,7 @@ def test_free_of_a_referenced_range_is_retried(target: Target, gcma_pin: None) -
     row = parse_kv(t.check("heap_alloc -K pin -s 16M camera"))
     assert row["error"] == "none", row
     assert t.check("cat /sys/kernel/debug/gcma_pin/pinned").strip() == "1"
-    stats = _heap_stats(target, "camera")
+    stats = heap_stats(target, "camera")
     # The buffer is gone; its range is still the area's, waiting.
     assert stats["bytes_in_use"] == "0"
     assert 0 < int(stats["area_pending_pages"]) <= 16 * MIB // 4096, stats
@@ -308,7 +302,7 @@ def test_free_of_a_referenced_range_is_retried(target: Target, gcma_pin: None) -
     t.check("for i in $(seq 40); do "
             "grep -q '^area_pending_pages: 512$' /sys/kernel/debug/gcma_heap/camera && break; "
             "sleep 0.5; done")
-    assert _heap_stats(target, "camera")["area_pending_pages"] == "512"
+    assert heap_stats(target, "camera")["area_pending_pages"] == "512"
     sysfs = _area_sysfs(target, "camera")
     assert sysfs["pending_pages"] == 512 and sysfs["free_failures"] >= 2, sysfs
     # The held page is the area's first: the rest is one free run.
@@ -320,7 +314,7 @@ def test_free_of_a_referenced_range_is_retried(target: Target, gcma_pin: None) -
     t.check("for i in $(seq 60); do "
             "grep -q '^area_pending_pages: 0$' /sys/kernel/debug/gcma_heap/camera && break; "
             "sleep 0.5; done")
-    assert _heap_stats(target, "camera")["area_pending_pages"] == "0"
+    assert heap_stats(target, "camera")["area_pending_pages"] == "0"
     assert _whole_area_allocates(target, "camera")
     assert _pool(target, "camera", "donated") == AREAS["camera"] // 4096
 
@@ -345,7 +339,7 @@ def test_buffer_lifetime(target: Target, check: str) -> None:
     if check == "mmap":
         kv = parse_kv(" ".join(res.stdout.split()))
         assert kv["map_private"] == "EINVAL" and kv["past_end_map"] == "EINVAL", kv
-    assert _heap_stats(target, "camera")["bytes_in_use"] == "0"
+    assert heap_stats(target, "camera")["bytes_in_use"] == "0"
 
 
 def test_threads_allocate_while_gcma_stress_works_the_area(target: Target) -> None:
@@ -362,7 +356,7 @@ def test_threads_allocate_while_gcma_stress_works_the_area(target: Target) -> No
     assert int(parse_kv(res.stdout)["allocs"]) > 0
     params = "/sys/module/gcma_stress/parameters"
     assert not t.run(f"test -d {params}").ok
-    stats = _heap_stats(target, "camera")
+    stats = heap_stats(target, "camera")
     assert stats["bytes_in_use"] == "0" and stats["area_pending_pages"] == "0", stats
     assert _whole_area_allocates(target, "camera")
 
@@ -372,7 +366,7 @@ def test_sigkill_during_big_allocations_loses_nothing(target: Target) -> None:
     for delay in ("0.05", "0.2", "0.5"):
         t.run(f"heap_alloc -s 128M -n 50 camera > /dev/null & sleep {delay}; kill -9 $!; wait",
               timeout=120)
-    stats = _heap_stats(target, "camera")
+    stats = heap_stats(target, "camera")
     assert stats["bytes_in_use"] == "0" and stats["area_pending_pages"] == "0", stats
     assert _whole_area_allocates(target, "camera")
     assert _pool(target, "camera", "donated") == AREAS["camera"] // 4096

@@ -17,7 +17,7 @@ import pytest
 from gcma import kernel, klog, modules, paths
 from gcma.errors import TargetError
 from gcma.report import parse_kv
-from gcma.target import READY_MARKER, Artefacts, EmulatedTarget
+from gcma.target import READY_MARKER, Artefacts, EmulatedTarget, process_alive
 
 from .conftest import Target
 
@@ -177,16 +177,6 @@ def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
     return check()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie of ours would still answer; QEMU's parent is the CLI, now gone.
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ", 1)[1][:1] != "Z"
-
-
 @pytest.mark.parametrize("sig,when", [(signal.SIGKILL, "boot"), (signal.SIGTERM, "run")])
 def test_no_qemu_outlives_the_cli(built: None, sig: int, when: str) -> None:
     """Kill the CLI while its target boots (SIGKILL: no cleanup can run) or
@@ -202,13 +192,13 @@ def test_no_qemu_outlives_the_cli(built: None, sig: int, when: str) -> None:
             assert _wait_for(lambda: READY_MARKER in target.console.read_text(
                 errors="replace"), 120), target.console_tail()
             time.sleep(2)
-        assert _pid_alive(pid)
+        assert process_alive(pid)
         cli.send_signal(sig)
         code = cli.wait(timeout=60)
     finally:
         if cli.poll() is None:
             cli.kill()
-    assert _wait_for(lambda: not _pid_alive(pid), 15), f"QEMU {pid} outlived the CLI"
+    assert _wait_for(lambda: not process_alive(pid), 15), f"QEMU {pid} outlived the CLI"
     if sig == signal.SIGTERM:
         # Unwound like Ctrl-C: it stopped its target itself and says how it ended.
         assert code == 128 + signal.SIGTERM

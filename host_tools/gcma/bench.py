@@ -21,6 +21,15 @@ else on the area: the p99 of small allocations while another process
 allocates and frees a buffer of most of the area in a loop, over the same
 p99 on an idle area.
 
+``gcma bench heaps`` puts the three kinds of contiguous memory of one kernel
+side by side: the stock CMA heap over plain CMA (``linux,cma``), the same
+heap over a CMA pool with "guarantee", backed by GCMA (``cma-guarantee``),
+and our vendor heap (``camera``). Each allocates the same buffers on an idle
+system, then while another CPU streams a file larger than RAM through the
+page cache, which fills free memory, plain CMA's pool included, with
+movable page-cache pages. Per heap: successes and the p50/p99/max latency
+of both runs, and the ratio of the p99s.
+
 Times come from the target's own clock (/proc/uptime, 10 ms), so ssh adds
 nothing. Absolute numbers are TCG emulation; the ratios are the result.
 """
@@ -191,3 +200,51 @@ def stream(t: Transport, size_mib: int = 1200, passes: int = 3) -> dict[str, obj
         "workingset_counters": workingset.counters,
         "admit_all_counters": admit_all.counters,
     }
+
+
+#: The heaps ``gcma bench heaps`` compares, in report order.
+COMPARED_HEAPS = ("linux,cma", "cma-guarantee", "camera")
+
+
+def _alloc_run(t: Transport, heap: str, size: str, count: int) -> dict[str, int]:
+    """One heap_alloc run: successes and latencies, failures counted, not raised."""
+    res = t.check(f"heap_alloc -s {size} -n {count} {heap}", timeout=1800)
+    kv = parse_kv(res.splitlines()[-1])
+    if "ok" not in kv:
+        raise CheckFailed(f"heap_alloc on {heap} failed: {res.strip()}")
+    if kv.get("not_zero", "0") != "0" or kv.get("bad_data", "0") != "0":
+        raise CheckFailed(f"heap_alloc on {heap} saw wrong data: {res.strip()}")
+    run = {"ok": int(kv["ok"]), "alloc_fail": int(kv["alloc_fail"])}
+    for key in ("p50_us", "p99_us", "max_us"):
+        if key in kv:
+            run[key] = int(kv[key])
+    return run
+
+
+def heaps(t: Transport, size: str = "32M", allocs: int = 20,
+          stream_mib: int = 1200) -> dict[str, object]:
+    """Run on the default target (vendor modules loaded, the guaranteed CMA
+    pool in its DT); returns the report."""
+    present = t.check("ls /dev/dma_heap").split()
+    missing = [h for h in COMPARED_HEAPS if h not in present]
+    if missing:
+        raise CheckFailed(f"heaps missing on the target: {', '.join(missing)}")
+    t.check(f"truncate -s {stream_mib}M {STREAM_FILE} && sync")
+    idle = {h: _alloc_run(t, h, size, allocs) for h in COMPARED_HEAPS}
+    t.check(f"sh -c 'while :; do cat {STREAM_FILE}; done' > /dev/null 2>&1 & "
+            "echo $! > /tmp/gcma-bench-load")
+    try:
+        # Let the stream fill free memory before the first allocation.
+        t.check("sleep 10")
+        busy = {h: _alloc_run(t, h, size, allocs) for h in COMPARED_HEAPS}
+    finally:
+        t.run("kill $(cat /tmp/gcma-bench-load); pkill -x cat; true")
+        t.run(f"rm -f {STREAM_FILE}")
+    rows = {}
+    for h in COMPARED_HEAPS:
+        row: dict[str, object] = {"idle": idle[h], "streaming": busy[h]}
+        if "p99_us" in idle[h] and "p99_us" in busy[h] and idle[h]["p99_us"]:
+            row["ratio_streaming_over_idle_p99"] = round(
+                busy[h]["p99_us"] / idle[h]["p99_us"], 3)
+        rows[h] = row
+    return {"size": size, "count": allocs, "stream_mib": stream_mib, "heaps": rows}

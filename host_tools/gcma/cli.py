@@ -129,14 +129,15 @@ def cmd_kunit_run(args: argparse.Namespace) -> int:
 
 
 def _on_target(args: argparse.Namespace, work: Callable[[Transport], dict[str, Any]],
-               report_name: str, extra_cmdline: str = "") -> tuple[dict[str, Any], Path]:
+               report_name: str, extra_cmdline: str = "",
+               dtb: str = dt.DEFAULT_DTB) -> tuple[dict[str, Any], Path]:
     """Boot a target, run ``work`` on it, stop it, and write the report to
     out/report/<report_name>-<variant>.json."""
     out = paths.out_dir() / "report" / f"{report_name}-{args.variant}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     target = EmulatedTarget(args.name)
     try:
-        with target.start(Artefacts.default(args.variant), timeout=args.timeout,
+        with target.start(Artefacts.default(args.variant, dtb), timeout=args.timeout,
                           extra_cmdline=extra_cmdline) as shell:
             report = work(shell)
     except CheckFailed as exc:
@@ -163,8 +164,9 @@ def cmd_integrity(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_cost(args: argparse.Namespace) -> int:
-    report, out = _on_target(args, lambda t: bench.run(t, rounds=args.rounds),
-                             "bench-cost", bench.SKIP_CMDLINE)
+    report, out = _on_target(args, lambda t: bench.run(
+        t, rounds=args.rounds, alloc_size=args.alloc_size, allocs=args.allocs),
+        "bench-cost", bench.SKIP_CMDLINE, dt.NO_GUARANTEE_DTB)
     read, alloc = report["read"], report["alloc"]
     print(f"reads: no pool {read['no_pool_s']} s, pools {read['pools_s']} s, "
           f"ratio {read['ratio_pools_over_no_pool']}")
@@ -177,7 +179,8 @@ def cmd_bench_cost(args: argparse.Namespace) -> int:
 
 def cmd_bench_stream(args: argparse.Namespace) -> int:
     report, out = _on_target(args, lambda t: bench.stream(
-        t, size_mib=args.size_mib, passes=args.passes), "bench-stream", bench.SKIP_CMDLINE)
+        t, size_mib=args.size_mib, passes=args.passes), "bench-stream", bench.SKIP_CMDLINE,
+        dt.NO_GUARANTEE_DTB)
     print(f"{report['size_mib']} MiB stream: no pool {report['no_pool_s']} s, "
           f"pools (workingset) {report['workingset_s']} s, "
           f"pools (admit all) {report['admit_all_s']} s")
@@ -196,6 +199,26 @@ def cmd_bench_free_stall(args: argparse.Namespace) -> int:
           f"{report['idle_p99_us']} us, while {report['freed_size']} buffers are "
           f"allocated and freed {report['freeing_p99_us']} us, "
           f"ratio {report['ratio_freeing_over_idle']}")
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_bench_heaps(args: argparse.Namespace) -> int:
+    report, out = _on_target(args, lambda t: bench.heaps(
+        t, size=args.size, allocs=args.count), "bench-heaps")
+    rows = []
+    for heap, row in report["heaps"].items():
+        idle, busy = row["idle"], row["streaming"]
+        rows.append({"heap": heap, "ok idle": f"{idle['ok']}/{report['count']}",
+                     "p99 idle us": str(idle.get("p99_us", "-")),
+                     "ok streaming": f"{busy['ok']}/{report['count']}",
+                     "p99 streaming us": str(busy.get("p99_us", "-")),
+                     "max streaming us": str(busy.get("max_us", "-")),
+                     "ratio p99": str(row.get("ratio_streaming_over_idle_p99", "-"))})
+    print(f"{report['size']} allocations, idle and while a {report['stream_mib']} MiB "
+          "file streams through the page cache:")
+    print(table(rows, ["heap", "ok idle", "p99 idle us", "ok streaming", "p99 streaming us",
+                       "max streaming us", "ratio p99"]))
     print(f"report: {out}")
     return 0
 
@@ -256,6 +279,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _size_arg(text: str) -> str:
+    """A buffer size as heap_alloc takes it: digits, then K or M."""
+    if len(text) < 2 or text[-1] not in "KM" or not text[:-1].isdigit() or int(text[:-1]) < 1:
+        raise argparse.ArgumentTypeError(f"not a size like 4K or 32M: {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gcma", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gcma {__version__}")
@@ -311,12 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True, parser_class=_Parser)
     p = d.add_parser("build", help="QEMU's DTB plus our overlays")
     p.add_argument("--overlay", type=Path, action="append",
-                   help="overlay source (.dtso), repeatable (default: dts/virt-gcma.dtso)")
+                   help="overlay source (.dtso), repeatable (default: dts/virt-gcma.dtso "
+                        "and dts/virt-cma-guarantee.dtso)")
     p.add_argument("--name", default="virt-gcma", help="output name (default: virt-gcma)")
     p.set_defaults(func=cmd_dtb_build)
     p = d.add_parser("validate", help="check our overlays against dts/bindings (dtschema)")
     p.add_argument("--overlay", type=Path, action="append",
-                   help="overlay source (.dtso), repeatable (default: dts/virt-gcma.dtso)")
+                   help="overlay source (.dtso), repeatable (default: dts/virt-gcma.dtso "
+                        "and dts/virt-cma-guarantee.dtso)")
     p.set_defaults(func=cmd_dtb_validate)
 
     r = sub.add_parser("rootfs", help="initramfs and data disk").add_subparsers(
@@ -361,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "and GCMA allocation under page-cache streaming")
     p.add_argument("--rounds", type=_positive_int, default=5,
                    help="timed read rounds per pass (default 5)")
+    p.add_argument("--alloc-size", default="128M", type=_size_arg,
+                   help="camera allocation size, K or M suffix (default 128M)")
+    p.add_argument("--allocs", type=_positive_int, default=20,
+                   help="timed allocations, idle and streaming (default 20)")
     p.set_defaults(func=cmd_bench_cost)
     p = bench_parser("stream", "a file larger than RAM read once: no pool, pools "
                      "with the default admission, pools admitting everything")
@@ -374,6 +410,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_positive_int, default=300,
                    help="timed allocations per pass (default 300)")
     p.set_defaults(func=cmd_bench_free_stall)
+    p = bench_parser("heaps", "plain CMA, CMA with guarantee and our heap side by side, "
+                     "idle and under page-cache streaming")
+    p.add_argument("--size", default="32M", type=_size_arg,
+                   help="buffer size, K or M suffix (default 32M)")
+    p.add_argument("--count", type=_positive_int, default=20,
+                   help="allocations per heap and run (default 20)")
+    p.set_defaults(func=cmd_bench_heaps)
 
     ku = sub.add_parser("kunit", help="the kernel's KUnit suites").add_subparsers(
         dest="action", required=True, parser_class=_Parser)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +22,22 @@ from gcma.machine import Machine
 
 #: QEMU virt puts RAM at 1 GiB.
 VIRT_RAM_BASE = 0x40000000
-DEFAULT_OVERLAYS = ("virt-gcma.dtso",)
+#: QEMU dumping its DTB starts no guest: seconds are plenty.
+DUMPDTB_TIMEOUT = 120.0
+DEFAULT_OVERLAYS = ("virt-gcma.dtso", "virt-cma-guarantee.dtso")
+#: The DTB every target boots by default: our areas, plain CMA, guaranteed CMA.
+DEFAULT_DTB = "virt-gcma"
+#: The same without the guaranteed CMA pool, for benchmarks that need a kernel
+#: with no cleancache pool at boot (GCMA takes a "guarantee" pool at boot).
+NO_GUARANTEE_DTB = "virt-gcma-no-guarantee"
+NO_GUARANTEE_OVERLAYS = ("virt-gcma.dtso",)
+
+#: Properties that dt-schema does not know yet, with where they come from.
+#: A node whose only unknown properties are these is not a schema problem.
+PENDING_PROPERTIES = {
+    "guarantee": "the Guaranteed CMA series (gki/patches/0006), not yet in "
+                 "dt-schema's shared-dma-pool binding",
+}
 
 #: An overlay fragment that targets "/" must restate the root's cell sizes for
 #: dtc to check the nodes below, and dtc then flags them as unnecessary on the
@@ -105,7 +121,7 @@ def build(machine: Machine, overlays: list[Path] | None = None,
             raise UserError(f"device-tree overlay not found: {overlay}")
     base = out / f"virt-base-{machine.fingerprint()}.dtb"
     if not base.exists():
-        runner.run(machine.dumpdtb_args(str(base)), log=log)
+        runner.run(machine.dumpdtb_args(str(base)), log=log, timeout=DUMPDTB_TIMEOUT)
     dtbos = []
     for overlay in overlays:
         dtbo = out / (overlay.stem + ".dtbo")
@@ -202,6 +218,23 @@ def validate(overlays: list[Path] | None = None) -> list[str]:
                      check=False, capture=True)
     problems = [ln.split(".dtb: ", 1)[-1] for ln in res.output.splitlines()
                 if ln.strip() and not ln.lstrip().startswith("from schema")]
-    if res.returncode != 0 and not problems:
+    problems = [p for p in problems if not _only_pending(p)]
+    if res.returncode != 0 and not problems and not pending_seen(res.output):
         problems = [f"dt-validate failed with exit code {res.returncode}"]
     return problems
+
+
+_UNEXPECTED = re.compile(r"Unevaluated properties are not allowed \((.*) (?:was|were) unexpected\)")
+
+
+def _only_pending(problem: str) -> bool:
+    """True for a complaint about properties in :data:`PENDING_PROPERTIES` only."""
+    m = _UNEXPECTED.search(problem)
+    if not m:
+        return False
+    names = re.findall(r"'([^']+)'", m.group(1))
+    return bool(names) and all(n in PENDING_PROPERTIES for n in names)
+
+
+def pending_seen(output: str) -> bool:
+    return any(_only_pending(ln) for ln in output.splitlines())

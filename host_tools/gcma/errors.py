@@ -29,20 +29,29 @@ class InfraError(GcmaError):
     exit_code = 3
 
 
+def _command_message(what: str, argv: list[str], log: str | None, tail: str) -> str:
+    where = f" (log: {log})" if log else ""
+    return f"{what}{where}: {shlex.join(argv)}" + (f"\n{tail}" if tail else "")
+
+
 class CommandFailed(InfraError):
     """An external command exited non-zero."""
 
     def __init__(self, argv: list[str], returncode: int, log: str | None = None,
                  tail: str = "") -> None:
-        self.argv = argv
-        self.returncode = returncode
-        self.log = log
-        self.tail = tail
-        where = f" (log: {log})" if log else ""
-        msg = f"command failed with exit code {returncode}{where}: {shlex.join(argv)}"
-        if tail:
-            msg += "\n" + tail
-        super().__init__(msg)
+        self.argv, self.returncode, self.log, self.tail = argv, returncode, log, tail
+        super().__init__(_command_message(f"command failed with exit code {returncode}",
+                                          argv, log, tail))
+
+
+class CommandTimedOut(InfraError):
+    """An external command ran past the time its step allows; it was killed."""
+
+    def __init__(self, argv: list[str], timeout: float, step: str, log: str | None = None,
+                 tail: str = "") -> None:
+        self.argv, self.timeout, self.step, self.log = argv, timeout, step, log
+        super().__init__(_command_message(f"{step} timed out after {timeout:.0f} s",
+                                          argv, log, tail))
 
 
 class TargetError(InfraError):

@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gcma import kconfig, patches, paths, runner
@@ -25,6 +26,10 @@ DEBIAN_PACKAGE = "linux-source-6.12"
 DEFAULT_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")
 SOURCE_STAMP = ".gcma-source.json"
 CONFIG_STAMP = ".gcma-config-inputs"
+#: Step timeouts, s: unpacking the source, and a cold build of one variant
+#: (about 13 min on 2 cores here; generous for slower machines).
+UNPACK_TIMEOUT = 1800.0
+BUILD_TIMEOUT = 4 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,23 @@ def tree_version(tree: Path) -> str:
     return version + fields.get("EXTRAVERSION", "")
 
 
+def reproducible_vars(tarball: Path) -> list[str]:
+    """Make variables that keep the build's own identity out of the Image.
+
+    Without them the Image carries who built it, on which host, when, and a
+    counter bumped by every link ("#7 SMP Thu Nov 26 ..."), so its hash
+    changes with nothing else changed. The timestamp is the source tarball's
+    (dpkg gives every installation the same mtime). Paths need no prefix
+    map: objects are named relative to the build folder (out/kernel/src from
+    out/kernel/build) and -fmacro-prefix-map strips the source tree from
+    __FILE__.
+    """
+    stamp = datetime.fromtimestamp(int(tarball.stat().st_mtime), tz=UTC)
+    return [f"KBUILD_BUILD_TIMESTAMP={stamp.strftime('%a %b %d %H:%M:%S UTC %Y')}",
+            "KBUILD_BUILD_USER=gcma", "KBUILD_BUILD_HOST=gcma-build",
+            "KBUILD_BUILD_VERSION=1"]
+
+
 def find_tree(kp: KernelPaths) -> Path | None:
     stamp = kp.src_parent / SOURCE_STAMP
     if not stamp.exists():
@@ -131,7 +153,8 @@ def unpack(tarball: Path, kp: KernelPaths, log: Path) -> Path:
     tmp = fresh / ".unpack"
     tmp.mkdir(parents=True)
     try:
-        runner.run(["tar", "-xf", tarball, "-C", tmp], log=log, progress="unpack")
+        runner.run(["tar", "-xf", tarball, "-C", tmp], log=log, progress="unpack",
+                   timeout=UNPACK_TIMEOUT)
     except CommandFailed as exc:
         shutil.rmtree(fresh)
         raise UserError(f"{tarball}: not a readable tar archive (log: {log})") from exc
@@ -238,8 +261,10 @@ def build(tarball: Path = DEFAULT_TARBALL, *, variant: str = DEFAULT_VARIANT,
     t = time.monotonic()
     runner.info(f"kernel: building Image and modules, log in {log}")
     # headers_install: the UAPI headers on-target programs (selftests) build with.
-    runner.run(["make", "-C", tree, f"O={kp.build}", *tc.make_vars(), f"-j{tc.jobs}",
-                "Image", "modules", "headers_install"], env=tc.env(), log=log, progress="kernel")
+    runner.run(["make", "-C", tree, f"O={kp.build}", *tc.make_vars(),
+                *reproducible_vars(tarball), f"-j{tc.jobs}",
+                "Image", "modules", "headers_install"], env=tc.env(), log=log, progress="kernel",
+               timeout=BUILD_TIMEOUT)
     durations["build"] = time.monotonic() - t
 
     release = (kp.build / "include/config/kernel.release").read_text().strip()

@@ -5,11 +5,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_PREFIX = re.compile(r"^\[\s*\d+\.\d+\]\s?")
-_RESULT = re.compile(r"^(?P<indent>\s*)(?P<ok>ok|not ok) (?P<num>\d+) (?P<name>[^#\s]+)"
+#: The console's prefix: a timestamp, and with CONFIG_PRINTK_CALLER the
+#: caller ("[    1.234567][    T1] " or "[C0]" in interrupts).
+_PREFIX = re.compile(r"^\[\s*\d+\.\d+\](?:\[\s*[TC]\d+\])?\s?")
+_RESULT = re.compile(r"^(?P<indent>\s*)(?P<ok>ok|not ok) (?P<num>\d+) (?P<name>[^#]*?)"
                      r"\s*(?:#\s*(?P<directive>\S+)(?P<reason>.*))?$")
 _PLAN = re.compile(r"^(?P<indent>\s*)1\.\.(?P<count>\d+)$")
-_SUBTEST = re.compile(r"^\s*# Subtest: (?P<name>\S+)")
+_SUBTEST = re.compile(r"^(?P<indent>\s*)# Subtest: (?P<name>\S+)")
+#: KTAP nests by four spaces: 0 suites' results, 1 suites and their cases,
+#: 2 and deeper the parameters of parameterized cases.
+_INDENT = 4
+
+
+def _level(indent: str) -> int:
+    return len(indent.expandtabs(8)) // _INDENT
 
 
 @dataclass
@@ -75,30 +84,38 @@ def _status(ok: str, directive: str | None) -> str:
 
 
 def parse(console: str) -> Report:
-    """Suites (top level) and their cases (one level down) from KTAP lines."""
+    """Suites (top level) and their cases (one level down) from KTAP lines.
+
+    A parameterized case nests one more level (its parameters, each with a
+    result, and no plan in 6.12); it counts as one case, by its own result
+    line, as kunit_parser.py counts it.
+    """
     suites: list[Suite] = []
     planned_suites = None
     current: Suite | None = None
     for raw in console.splitlines():
         line = _PREFIX.sub("", raw.rstrip())
         if m := _SUBTEST.match(line):
-            current = Suite(m.group("name"))
+            if _level(m.group("indent")) == 1:
+                current = Suite(m.group("name"))
             continue
         if m := _PLAN.match(line):
-            if not m.group("indent"):
+            level = _level(m.group("indent"))
+            if level == 0:
                 planned_suites = int(m.group("count"))
-            elif current is not None and current.planned is None:
+            elif level == 1 and current is not None and current.planned is None:
                 current.planned = int(m.group("count"))
             continue
         if m := _RESULT.match(line):
+            level = _level(m.group("indent"))
             status = _status(m.group("ok"), m.group("directive"))
             reason = (m.group("reason") or "").strip()
-            if m.group("indent"):
+            name = m.group("name").strip()
+            if level == 1:
                 if current is not None:
-                    current.cases.append(Case(m.group("name"), status, reason))
-            else:
-                suite = current if current and current.name == m.group("name") \
-                    else Suite(m.group("name"))
+                    current.cases.append(Case(name, status, reason))
+            elif level == 0:
+                suite = current if current and current.name == name else Suite(name)
                 suite.status = status
                 suites.append(suite)
                 current = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from gcma import kernel, klog, ktap, paths, runner
+from gcma import dt, kernel, klog, ktap, paths, runner
 from gcma.errors import CheckFailed, GcmaError
 from gcma.target import Artefacts, EmulatedTarget
 
@@ -20,7 +20,9 @@ def run(name: str = "kunit", timeout: float = 600.0, filter_glob: str = "",
     cmdline = "kunit.enable=1" + (f" kunit.filter_glob={filter_glob}" if filter_glob else "")
     boot_error: GcmaError | None = None
     try:
-        target.start(Artefacts.default(variant), timeout=timeout,
+        # The suites lend their own pages and expect no other pool: no
+        # guaranteed CMA pool, which GCMA would take at boot.
+        target.start(Artefacts.default(variant, dt.NO_GUARANTEE_DTB), timeout=timeout,
                      extra_cmdline=cmdline).close()
     except GcmaError as exc:
         # A crash or a hang in a suite: the report says what ran before it.

@@ -18,6 +18,8 @@ from gcma import kernel, paths, runner
 from gcma.errors import InfraError, UserError
 from gcma.toolchain import Toolchain, for_kernel_tree
 
+#: A module build's step timeout, s.
+BUILD_TIMEOUT = 1800.0
 #: Build products rsync must not delete when it refreshes the source copy.
 _PROTECT = ["*.o", "*.ko", "*.mod", "*.mod.c", ".*.cmd", "*.symvers", "modules.order",
             "*.a", ".*.d", ".tmp_*"]
@@ -149,7 +151,7 @@ def build(src: Path | None = None, kdir: Path | None = None,
         extra += [f"KBUILD_EXTRA_SYMBOLS={' '.join(str(s) for s in symvers)}",
                   f"GCMA_VENDOR_INC={uses[0].resolve()}"]
     runner.run(["make", "-C", kdir, f"M={work}", *tc.make_vars(), *extra, f"-j{tc.jobs}",
-                "modules"], env=tc.env(), log=log, progress="modules")
+                "modules"], env=tc.env(), log=log, progress="modules", timeout=BUILD_TIMEOUT)
 
     order_file = work / "modules.order"
     built = [line.strip() for line in order_file.read_text().splitlines() if line.strip()] \

@@ -34,11 +34,14 @@ def build_all(tc: Toolchain | None = None,
         kernel.build(tc=tc, variant=variant)
         done(f"kernel-{variant}", t)
         t = time.monotonic()
-        modules.build(variant=variant)
-        modules.build(TEST_MODULES, variant=variant, uses=(VENDOR_MODULES,))
+        # The same toolchain (-j, --no-ccache, LLVM) for modules as for the kernel.
+        modules.build(tc=tc, variant=variant)
+        modules.build(TEST_MODULES, tc=tc, variant=variant, uses=(VENDOR_MODULES,))
         done("modules", t)
     t = time.monotonic()
     dt.build(VIRT)
+    dt.build(VIRT, [paths.PROJECT / "dts" / o for o in dt.NO_GUARANTEE_OVERLAYS],
+             name=dt.NO_GUARANTEE_DTB)
     done("dtb", t)
     t = time.monotonic()
     for variant in variants:

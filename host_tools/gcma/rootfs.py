@@ -30,6 +30,8 @@ _PRUNE = ("usr/share", "usr/lib/aarch64-linux-gnu/gconv", "etc", "usr/lib/aarch6
           "usr/bin/getconf", "usr/bin/ldd", "usr/bin/iconv", "usr/bin/locale",
           "usr/bin/localedef", "usr/bin/getent", "usr/bin/zdump", "usr/sbin/iconvconfig")
 CROSS_CC = "aarch64-linux-gnu-gcc"
+#: apt-get download of the guest packages, s.
+DOWNLOAD_TIMEOUT = 1200.0
 
 GUEST_FILES = paths.PROJECT / "host_tools" / "gcma" / "guest"
 
@@ -62,7 +64,7 @@ def fetch_packages(log: Path) -> list[Path]:
             missing.append(pkg)
     if missing:
         res = runner.run(["apt-get", "download", *(f"{p}:arm64" for p in missing)],
-                         cwd=debs_dir, log=log, check=False)
+                         cwd=debs_dir, log=log, check=False, timeout=DOWNLOAD_TIMEOUT)
         if res.returncode != 0:
             raise InfraError("cannot download arm64 packages " + " ".join(missing)
                              + f" (is the arm64 architecture added? ./build.sh setup); log: {log}")

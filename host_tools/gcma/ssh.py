@@ -11,6 +11,10 @@ import paramiko
 from gcma.errors import TargetError
 from gcma.transport import CommandResult, Transport
 
+#: Seconds between ssh keepalives: a target that died (a kernel hang, a
+#: cable) is noticed instead of waited on.
+KEEPALIVE_S = 15
+
 
 class SshTransport(Transport):
     """Key-authenticated ssh to ``user@host:port``.
@@ -31,8 +35,24 @@ class SshTransport(Transport):
     def _where(self) -> str:
         return f"{self.user}@{self.host}:{self.port}"
 
+    def _open(self) -> None:
+        """Connect if not connected yet, with keepalives on."""
+        if self._conn.is_connected:
+            return
+        self._conn.open()
+        transport = self._conn.client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(KEEPALIVE_S)
+
+    def _sftp(self, timeout: float | None) -> None:
+        """Bound every sftp operation of the next copy."""
+        self._open()
+        self._conn.sftp().get_channel().settimeout(self._timeout(timeout))
+
     def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        timeout = self._timeout(timeout)
         try:
+            self._open()
             res = self._conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=False)
         except invoke.CommandTimedOut as exc:
             raise TargetError(f"{self._where()}: {command!r} timed out after {timeout}s") from exc
@@ -42,12 +62,14 @@ class SshTransport(Transport):
 
     def push(self, local: Path, remote: str) -> None:
         try:
+            self._sftp(None)
             self._conn.put(str(local), remote)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TargetError(f"{self._where()}: push {local} -> {remote} failed: {exc}") from exc
 
     def pull(self, remote: str, local: Path) -> None:
         try:
+            self._sftp(None)
             self._conn.get(remote, str(local))
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TargetError(f"{self._where()}: pull {remote} -> {local} failed: {exc}") from exc

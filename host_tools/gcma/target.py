@@ -5,10 +5,17 @@ console log, QEMU's own log and ``state.json`` (pid, ssh port, artefacts), so
 several can run at once and later commands find them. Readiness is judged by
 console markers and an ssh round trip, never by QEMU's exit status: QEMU exits
 0 when the kernel panics with ``panic=-1``.
+
+Liveness is a lock, not a pid: ``start`` takes an exclusive flock on
+``out/targets/<name>/lock`` and hands the locked file to QEMU, so the lock is
+held exactly as long as that QEMU runs (or a start is under way). A second
+start of the same name is refused, and a stale ``state.json`` (QEMU gone, its
+pid reused) reads as stopped instead of sending signals to a stranger.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -27,6 +34,11 @@ if TYPE_CHECKING:  # fabric is imported only by commands that talk to a target
     from gcma.ssh import SshTransport
 
 READY_MARKER = "GCMA-TARGET-READY"
+#: How long QEMU may take to bind its ssh forward before we go on anyway
+#: (readiness then fails with QEMU's own message if it never does).
+PORT_BIND_TIMEOUT = 30.0
+#: Attempts with a new port when another process takes ours first.
+PORT_ATTEMPTS = 5
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -40,7 +52,8 @@ class Artefacts:
     disks: tuple[Path, ...] = ()
 
     @classmethod
-    def default(cls, variant: str = kernel.DEFAULT_VARIANT) -> Artefacts:
+    def default(cls, variant: str = kernel.DEFAULT_VARIANT,
+                dtb: str = dt.DEFAULT_DTB) -> Artefacts:
         disks = []
         for name in ("data.ext4", "data.erofs", "data1k.ext4"):
             if not (rootfs.rootfs_dir() / name).exists():
@@ -48,7 +61,7 @@ class Artefacts:
             disks.append(rootfs.rootfs_dir() / name)
         return cls(kernel=kernel.kernel_paths(variant).image,
                    initrd=rootfs.initramfs_path(variant),
-                   dtb=dt.dt_dir() / "virt-gcma.dtb", disks=tuple(disks))
+                   dtb=dt.dt_dir() / f"{dtb}.dtb", disks=tuple(disks))
 
     def check(self) -> None:
         for label, path in (("kernel", self.kernel), ("initramfs", self.initrd),
@@ -67,6 +80,55 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _socket_inodes_listening(port: int) -> set[str]:
+    """Inodes of TCP sockets listening on 127.0.0.1:``port`` (from /proc/net/tcp)."""
+    want = f"0100007F:{port:04X}"
+    inodes = set()
+    try:
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return inodes
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 9 and fields[1] == want and fields[3] == "0A":
+            inodes.add(fields[9])
+    return inodes
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds a socket listening on ``port``."""
+    inodes = _socket_inodes_listening(port)
+    if not inodes:
+        return False
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            link = os.readlink(fd)
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            return True
+    return False
+
+
+def lock_held(lock: Path) -> bool:
+    """Whether somebody (a running QEMU, or a start under way) holds ``lock``."""
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def process_alive(pid: int) -> bool:
@@ -122,10 +184,22 @@ class EmulatedTarget:
     def state_file(self) -> Path:
         return self.dir / "state.json"
 
+    @property
+    def lock_file(self) -> Path:
+        return self.dir / "lock"
+
     def state(self) -> dict[str, object] | None:
+        """The running target's state; None (and a stale file removed) if no
+        QEMU of ours holds the target's lock."""
         if not self.state_file.exists():
             return None
-        state = json.loads(self.state_file.read_text())
+        if not lock_held(self.lock_file):
+            self.state_file.unlink(missing_ok=True)
+            return None
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
         return state if process_alive(int(state["pid"])) else None
 
     def console_tail(self, lines: int = 40) -> str:
@@ -140,9 +214,6 @@ class EmulatedTarget:
         """Boot and wait until ssh answers. QEMU dies with the calling process
         (PR_SET_PDEATHSIG, through setpriv) unless ``detach``: only
         ``gcma target start`` leaves a target running for later commands."""
-        if self.state() is not None:
-            raise UserError(f"target {self.name} is already running (gcma target stop "
-                            f"--name {self.name})")
         art = art or Artefacts.default()
         art.check()
         recorded = dt.machine_of(art.dtb)
@@ -151,26 +222,58 @@ class EmulatedTarget:
             raise UserError(f"{art.dtb} was dumped for other machine options "
                             f"({recorded['machine']}); rebuild it for {asdict(machine)}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(3):
+        lock_fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock_fd)
+            raise UserError(f"target {self.name} is already running or starting (gcma target "
+                            f"stop --name {self.name})") from None
+        self.state_file.unlink(missing_ok=True)  # a stale one, from a QEMU long gone
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            proc, port = self._launch(machine, art, extra_cmdline, detach, lock_fd)
+            return self._wait_ready(proc, port, timeout)
+        except BaseException:
+            # A failed or interrupted start leaves nothing behind.
+            if proc is not None:
+                self._kill(proc.pid)
+            self.state_file.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(lock_fd)  # QEMU holds its own copy of the locked file
+
+    def _launch(self, machine: Machine, art: Artefacts, extra_cmdline: str, detach: bool,
+                lock_fd: int) -> tuple[subprocess.Popen[bytes], int]:
+        """Start QEMU and see it bind its ssh forward. Another process can take
+        the port between our probe and QEMU's bind, at any moment under load:
+        QEMU then exits naming the hostfwd rule, and we retry with a new port."""
+        qemu_log = self.dir / "qemu.log"
+        for attempt in range(1, PORT_ATTEMPTS + 1):
             port = free_port()
             self.console.write_text("")
             argv = qemu_command(machine, art, port, self.console, extra_cmdline)
             # setpriv execs QEMU, which keeps its pid and the death signal.
             launch = argv if detach else ["setpriv", "--pdeathsig", "KILL", "--", *argv]
-            qemu_log = self.dir / "qemu.log"
             runner.info(f"+ {runner.format_command(launch)}")
             with open(qemu_log, "w") as log:
                 proc = subprocess.Popen(launch, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True,
+                                        pass_fds=(lock_fd,))
             state = {"pid": proc.pid, "ssh_port": port, "started": time.time(),
                      "machine": asdict(machine), "command": argv,
                      "artefacts": {k: str(v) for k, v in asdict(art).items()}}
             self.state_file.write_text(json.dumps(state, indent=2) + "\n")
-            time.sleep(0.5)
-            if proc.poll() is not None and "hostfwd" in qemu_log.read_text() and attempt < 2:
-                continue  # the port was taken between our probe and QEMU's bind
-            break
-        return self._wait_ready(proc, port, timeout)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < PORT_BIND_TIMEOUT:
+                if proc.poll() is not None or listens_on(proc.pid, port):
+                    break
+                time.sleep(0.05)
+            if proc.poll() is None or attempt == PORT_ATTEMPTS or \
+                    "hostfwd" not in qemu_log.read_text(errors="replace"):
+                return proc, port
+            runner.info(f"target {self.name}: port {port} was taken, trying another")
+        raise AssertionError("unreachable")
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], port: int,
                     timeout: float) -> SshTransport:
@@ -181,7 +284,6 @@ class EmulatedTarget:
             text = self.console.read_text(errors="replace")
             bad = [f for f in klog.scan(text) if f.kind in ("panic", "oops", "paging", "bug")]
             if bad:
-                self._kill(proc.pid)
                 raise TargetError(f"target {self.name}: kernel crashed while booting "
                                   f"({bad[0].line}); last console lines:\n"
                                   + self.console_tail())
@@ -205,7 +307,6 @@ class EmulatedTarget:
                 except TargetError:
                     transport.close()  # each failed probe's connection goes
                     time.sleep(0.5)
-        self._kill(proc.pid)
         raise TargetError(f"target {self.name}: not ready after {timeout:.0f}s; last console "
                           f"lines:\n" + self.console_tail())
 

@@ -20,11 +20,23 @@ class CommandResult:
 
 
 class Transport(abc.ABC):
-    """A shell, and file copies, on one target."""
+    """A shell, and file copies, on one target.
+
+    Nothing waits forever: a command given no ``timeout`` gets
+    :attr:`default_timeout` seconds, and a copy as long, after which the
+    transport raises :class:`~gcma.errors.TargetError`.
+    """
+
+    #: Seconds a command or a copy may take unless the caller says otherwise.
+    default_timeout: float = 600.0
+
+    def _timeout(self, timeout: float | None) -> float:
+        return self.default_timeout if timeout is None else timeout
 
     @abc.abstractmethod
     def run(self, command: str, timeout: float | None = None) -> CommandResult:
-        """Run ``command`` with the target's shell; never raises on a non-zero exit."""
+        """Run ``command`` with the target's shell; never raises on a non-zero exit.
+        ``None`` means :attr:`default_timeout`."""
 
     @abc.abstractmethod
     def push(self, local: Path, remote: str) -> None:

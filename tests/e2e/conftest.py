@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 
 from gcma import integrity, kernel, klog, pipeline
+from gcma.errors import TargetError
 from gcma.ssh import SshTransport
 from gcma.target import Artefacts, EmulatedTarget
 
@@ -55,25 +56,63 @@ def target(built: None, variant: str) -> Iterator[Target]:
         emulated.stop()
 
 
-def _kernel_problems(target: Target, since: int) -> list[str]:
-    lines = target.shell.check("dmesg").splitlines()
-    found = klog.scan("\n".join(lines[since:]))
-    found += klog.scan(target.emulated.console.read_text(errors="replace"))
-    return sorted({f"{f.kind}: {f.line}" for f in found})
+@dataclass
+class LogMark:
+    """Where a target's logs stood when a test started."""
+
+    target: Target
+    dmesg_lines: int
+    console_bytes: int
 
 
-@pytest.fixture(autouse=True)
-def kernel_log_is_clean(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Fail any test during which the kernel reported an oops, BUG, WARN, lockdep..."""
-    if "target" not in request.fixturenames:
-        yield
-        return
-    target: Target = request.getfixturevalue("target")
-    since = len(target.shell.check("dmesg").splitlines())
-    yield
-    problems = _kernel_problems(target, since)
+def log_mark(target: Target) -> LogMark:
+    console = target.emulated.console
+    return LogMark(target, len(target.shell.check("dmesg").splitlines()),
+                   console.stat().st_size if console.exists() else 0)
+
+
+def kernel_problems(mark: LogMark) -> list[str]:
+    """What the kernel reported (oops, BUG, WARN, lockdep...) since ``mark``,
+    in dmesg and on the console (which also has what dmesg lost to a crash)."""
+    t = mark.target
+    where = t.emulated.name
+    try:
+        lines = t.shell.check("dmesg", timeout=60).splitlines()
+    except TargetError as exc:
+        return [f"{where}: target unreachable after the test: {exc}"]
+    found = klog.scan("\n".join(lines[mark.dmesg_lines:]))
+    with open(t.emulated.console, "rb") as f:
+        f.seek(mark.console_bytes)
+        found += klog.scan(f.read().decode(errors="replace"))
+    return sorted({f"{where}: {f.kind}: {f.line}" for f in found})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Fail any test during which the kernel of any target it uses (the session
+    target, a bare one, a second one...) reported a problem. Each test sees
+    only what was logged while it ran, so one early warning fails one test."""
+    funcargs = getattr(item, "funcargs", {})
+    marks = {id(v): log_mark(v) for v in funcargs.values() if isinstance(v, Target)}
+    result = yield
+    problems = [p for m in marks.values() for p in kernel_problems(m)]
     if problems:
         pytest.fail("kernel log reports problems:\n" + "\n".join(problems), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item,
+                              call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed test (a timeout included) carries the console tail of each of
+    its targets."""
+    report: pytest.TestReport = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Target):
+                report.sections.append((f"console tail: {value.emulated.name}",
+                                        value.emulated.console_tail(60)))
+    return report
 
 
 @pytest.fixture
@@ -85,6 +124,16 @@ def admit_all(target: Target) -> Iterator[None]:
         yield
     finally:
         integrity.set_admit_all(target.shell, False)
+
+
+@pytest.fixture
+def gcma_pin(target: Target) -> Iterator[None]:
+    """The gcma_pin test kmod: a kernel user that can keep a page reference."""
+    target.shell.check("insmod /lib/modules/gcma-tests/gcma_pin.ko")
+    try:
+        yield
+    finally:
+        target.shell.check("echo 1 > /sys/kernel/debug/gcma_pin/unpin && rmmod gcma_pin")
 
 
 def heap_stats(target: Target, heap: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from gcma import dt
 from gcma.report import parse_kv
 from gcma.target import Artefacts, EmulatedTarget
 
@@ -61,7 +62,7 @@ def test_free_under_allocation_failures_loses_nothing(target: Target,
 def bare_debug_target(built: None, variant: str) -> Iterator[Target]:
     """A target that boots without the vendor modules loaded."""
     emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-bare-faults")
-    shell = emulated.start(Artefacts.default(variant), timeout=300,
+    shell = emulated.start(Artefacts.default(variant, dt.NO_GUARANTEE_DTB), timeout=300,
                            extra_cmdline="gcma.skip=gcma_area,gcma_heap")
     try:
         if not shell.run("test -e /proc/self/fail-nth").ok:

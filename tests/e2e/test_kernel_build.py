@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,18 @@ def test_exports_are_namespaced_and_imported(built: None) -> None:
     heap = imports("gcma_heap")
     for sym in ("dma_heap_add", "dma_heap_get_drvdata"):
         assert heap[sym] == ("vmlinux", "DMA_BUF_HEAP"), (sym, heap.get(sym))
+
+
+def test_image_is_reproducible(built: None) -> None:
+    """A relink with nothing changed gives the same Image bytes, and
+    metadata.json's hash: no build user, host, time or link counter in it."""
+    kp = kernel.kernel_paths()
+    before = hashlib.sha256(kp.image.read_bytes()).hexdigest()
+    assert json.loads(kp.metadata.read_text())["kernel"]["image_sha256"] == before
+    (kp.build / "init" / "version.o").unlink()  # forces a new vmlinux link
+    kernel.build()
+    log = (paths.logs_dir() / "kernel-build.log").read_text()
+    assert "LD      vmlinux" in log
+    assert hashlib.sha256(kp.image.read_bytes()).hexdigest() == before
+    banner = next(s for s in re.findall(rb"Linux version [^\n\x00]+", kp.image.read_bytes()))
+    assert b"(gcma@gcma-build)" in banner and b" #1 SMP " in banner, banner

@@ -39,6 +39,8 @@ def test_user_errors_exit_2_without_traceback(tmp_path: Path) -> None:
         (["kernel", "build", "--variant", "nope"], "invalid choice"),
         (["modules", "build", "--src", str(tmp_path)], "no Kbuild or Makefile"),
         (["target", "push", str(tmp_path / "missing"), "/tmp/x"], "no such file"),
+        (["bench", "heaps", "--size", "12X"], "not a size like 4K or 32M"),
+        (["bench", "heaps", "--size", "0M"], "not a size like 4K or 32M"),
     ]
     for args, message in cases:
         res = gcma(*args, out=tmp_path)
@@ -118,7 +120,7 @@ def test_a_failed_run_still_writes_its_report(tmp_path: Path,
 
     monkeypatch.setenv("GCMA_OUT", str(tmp_path))
     monkeypatch.setattr(cli, "EmulatedTarget", FakeTarget)
-    monkeypatch.setattr(cli.Artefacts, "default", staticmethod(lambda variant: None))
+    monkeypatch.setattr(cli.Artefacts, "default", staticmethod(lambda variant, dtb: None))
     args = argparse.Namespace(name="t", variant="default", timeout=1)
     with pytest.raises(CheckFailed, match=r"1 mismatches \(report: .*integrity-default.json\)"):
         cli._on_target(args, failing, "integrity")

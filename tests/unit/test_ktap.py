@@ -1,4 +1,4 @@
-from gcma import ktap
+from gcma import ktap, paths
 
 GOOD = """\
 [    1.000000] KTAP version 1
@@ -48,3 +48,26 @@ def test_no_output() -> None:
     report = ktap.parse("[    0.1] Booting Linux\n")
     assert not report.ok
     assert report.problems() == ["no KTAP output"]
+
+
+PARAMS = (paths.PROJECT / "tests" / "fixtures" / "ktap" / "params-caller.log").read_text()
+
+
+def test_parameterized_cases_and_printk_caller_prefix() -> None:
+    """A parameterized case nests its parameters one level deeper and counts
+    as one case; lines carry CONFIG_PRINTK_CALLER's "[    T1]" too."""
+    report = ktap.parse(PARAMS)
+    assert report.planned_suites == 2
+    assert [(s.name, s.planned, s.status) for s in report.suites] == \
+        [("cleancache", 3, "pass"), ("gcma", 2, "fail")]
+    assert [(c.name, c.status) for c in report.suites[0].cases] == [
+        ("cc_test_store_restore", "pass"), ("cc_test_orders", "pass"),
+        ("cc_test_invalidate", "pass")]
+    assert [(c.name, c.status) for c in report.suites[1].cases] == [
+        ("gcma_test_register", "pass"), ("gcma_test_sizes", "fail")]
+    assert report.problems() == ["gcma.gcma_test_sizes: fail"]
+    # Without the failure, the report is ok: no "None cases planned".
+    passing = PARAMS.replace("not ok 2 32 pages", "ok 2 32 pages") \
+        .replace("not ok 2 gcma_test_sizes", "ok 2 gcma_test_sizes") \
+        .replace("not ok 2 gcma", "ok 2 gcma")
+    assert ktap.parse(passing).ok, ktap.parse(passing).problems()

@@ -102,6 +102,16 @@ def check_inside_ram(regions: dict[str, list[tuple[int, int]]], machine: Machine
     return problems
 
 
+def _existing_overlays(overlays: list[Path] | None) -> list[Path]:
+    """``overlays`` (default: :data:`DEFAULT_OVERLAYS`), each checked to exist."""
+    if overlays is None:
+        overlays = [paths.PROJECT / "dts" / o for o in DEFAULT_OVERLAYS]
+    for overlay in overlays:
+        if not overlay.is_file():
+            raise UserError(f"device-tree overlay not found: {overlay}")
+    return overlays
+
+
 def build(machine: Machine, overlays: list[Path] | None = None,
           name: str = "virt-gcma", check_ram: bool = True) -> Path:
     """Dump, overlay, check; returns the DTB path (with a .json of its machine).
@@ -113,12 +123,8 @@ def build(machine: Machine, overlays: list[Path] | None = None,
     log = paths.logs_dir() / f"dt-{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
-    if overlays is None:
-        overlays = [paths.PROJECT / "dts" / o for o in DEFAULT_OVERLAYS]
     # The user's input first, before any tool runs.
-    for overlay in overlays:
-        if not overlay.is_file():
-            raise UserError(f"device-tree overlay not found: {overlay}")
+    overlays = _existing_overlays(overlays)
     base = out / f"virt-base-{machine.fingerprint()}.dtb"
     if not base.exists():
         runner.run(machine.dumpdtb_args(str(base)), log=log, timeout=DUMPDTB_TIMEOUT)
@@ -193,11 +199,7 @@ def processed_schema(log: Path) -> Path:
 
 def validate(overlays: list[Path] | None = None) -> list[str]:
     """Schema problems of our overlays' nodes (empty: valid)."""
-    if overlays is None:
-        overlays = [paths.PROJECT / "dts" / o for o in DEFAULT_OVERLAYS]
-    for overlay in overlays:
-        if not overlay.is_file():
-            raise UserError(f"device-tree overlay not found: {overlay}")
+    overlays = _existing_overlays(overlays)
     out = dt_dir() / "schema-check"
     out.mkdir(parents=True, exist_ok=True)
     log = paths.logs_dir() / "dt-validate.log"
@@ -216,12 +218,11 @@ def validate(overlays: list[Path] | None = None) -> list[str]:
     runner.run(["fdtoverlay", "-i", out / "base.dtb", "-o", merged, *dtbos], log=log)
     res = runner.run([_dtschema_tool("dt-validate"), "-s", schema, merged], log=log,
                      check=False, capture=True)
-    problems = [ln.split(".dtb: ", 1)[-1] for ln in res.output.splitlines()
+    reported = [ln.split(".dtb: ", 1)[-1] for ln in res.output.splitlines()
                 if ln.strip() and not ln.lstrip().startswith("from schema")]
-    problems = [p for p in problems if not _only_pending(p)]
-    if res.returncode != 0 and not problems and not pending_seen(res.output):
-        problems = [f"dt-validate failed with exit code {res.returncode}"]
-    return problems
+    if res.returncode != 0 and not reported:
+        return [f"dt-validate failed with exit code {res.returncode}"]
+    return [p for p in reported if not _only_pending(p)]
 
 
 _UNEXPECTED = re.compile(r"Unevaluated properties are not allowed \((.*) (?:was|were) unexpected\)")
@@ -234,7 +235,3 @@ def _only_pending(problem: str) -> bool:
         return False
     names = re.findall(r"'([^']+)'", m.group(1))
     return bool(names) and all(n in PENDING_PROPERTIES for n in names)
-
-
-def pending_seen(output: str) -> bool:
-    return any(_only_pending(ln) for ln in output.splitlines())

@@ -44,10 +44,10 @@ class SshTransport(Transport):
         if transport is not None:
             transport.set_keepalive(KEEPALIVE_S)
 
-    def _sftp(self, timeout: float | None) -> None:
-        """Bound every sftp operation of the next copy."""
+    def _sftp(self) -> None:
+        """Bound every sftp operation of the next copy by the default timeout."""
         self._open()
-        self._conn.sftp().get_channel().settimeout(self._timeout(timeout))
+        self._conn.sftp().get_channel().settimeout(self.default_timeout)
 
     def run(self, command: str, timeout: float | None = None) -> CommandResult:
         timeout = self._timeout(timeout)
@@ -62,14 +62,14 @@ class SshTransport(Transport):
 
     def push(self, local: Path, remote: str) -> None:
         try:
-            self._sftp(None)
+            self._sftp()
             self._conn.put(str(local), remote)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TargetError(f"{self._where()}: push {local} -> {remote} failed: {exc}") from exc
 
     def pull(self, remote: str, local: Path) -> None:
         try:
-            self._sftp(None)
+            self._sftp()
             self._conn.get(remote, str(local))
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TargetError(f"{self._where()}: pull {remote} -> {local} failed: {exc}") from exc

@@ -136,6 +136,11 @@ def gcma_pin(target: Target) -> Iterator[None]:
         target.shell.check("echo 1 > /sys/kernel/debug/gcma_pin/unpin && rmmod gcma_pin")
 
 
+def pool_stat(target: Target, pool: str, counter: str) -> int:
+    """A cleancache pool's counter (a GCMA area's pool is named after it)."""
+    return int(target.shell.check(f"cat /sys/kernel/mm/cleancache/pools/{pool}/{counter}"))
+
+
 def heap_stats(target: Target, heap: str) -> dict[str, str]:
     """gcma_heap's debugfs statistics of ``heap``, key: value."""
     text = target.shell.check(f"cat /sys/kernel/debug/gcma_heap/{heap}")

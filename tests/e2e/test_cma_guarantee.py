@@ -8,7 +8,7 @@ import pytest
 
 from gcma.report import parse_kv
 
-from .conftest import Target
+from .conftest import Target, pool_stat
 
 MIB = 1 << 20
 AREA = "cma-guarantee"
@@ -18,10 +18,6 @@ CMA_SYSFS = "/sys/kernel/mm/cma"
 
 def _cma(target: Target, area: str, attr: str) -> int:
     return int(target.shell.check(f"cat '{CMA_SYSFS}/{area}/{attr}'"))
-
-
-def _pool(target: Target, counter: str) -> int:
-    return int(target.shell.check(f"cat /sys/kernel/mm/cleancache/pools/{AREA}/{counter}"))
 
 
 def _whole_area_held(target: Target) -> bool:
@@ -38,7 +34,7 @@ def test_guarantee_pool_is_gcma_backed_and_has_a_heap(target: Target) -> None:
     assert _cma(target, "linux,cma", "gcma") == 0
     assert {AREA, "linux,cma"} <= set(t.check("ls /dev/dma_heap").split())
     # GCMA lent every page to cleancache; the buddy allocator has none of them.
-    assert _pool(target, "donated") == PAGES
+    assert pool_stat(target, AREA, "donated") == PAGES
     # The vendor area module left the node to CMA: no gcma,area binds it.
     assert AREA not in t.check("ls /sys/kernel/gcma_area").split()
 
@@ -50,15 +46,15 @@ def test_allocation_drops_cached_copies_and_zeroes(target: Target) -> None:
     release every page is lent again."""
     t = target.shell
     t.check("cat /data/*.bin /erofs/*.bin > /dev/null && echo 1 > /proc/sys/vm/drop_caches")
-    cached = _pool(target, "cached")
-    recalled = _pool(target, "recalled")
+    cached = pool_stat(target, AREA, "cached")
+    recalled = pool_stat(target, AREA, "recalled")
     success = _cma(target, AREA, "alloc_pages_success")
     assert cached > 0
     row = parse_kv(t.check(f"heap_alloc -s 128M -n 2 {AREA}", timeout=300))
     assert row["ok"] == "2" and row["not_zero"] == "0", row
-    assert _pool(target, "recalled") - recalled == cached
+    assert pool_stat(target, AREA, "recalled") - recalled == cached
     assert _cma(target, AREA, "alloc_pages_success") - success == 2 * PAGES
-    assert _pool(target, "donated") == PAGES
+    assert pool_stat(target, AREA, "donated") == PAGES
 
 
 def test_release_of_a_referenced_range_is_deferred_not_lost(target: Target,
@@ -85,4 +81,4 @@ def test_release_of_a_referenced_range_is_deferred_not_lost(target: Target,
             f"-ge {want} ] && break; sleep 0.5; done")
     assert _cma(target, AREA, "release_pages_success") == want
     assert _whole_area_held(target)
-    assert _pool(target, "donated") == PAGES
+    assert pool_stat(target, AREA, "donated") == PAGES

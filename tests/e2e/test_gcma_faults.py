@@ -13,7 +13,7 @@ from gcma import dt
 from gcma.report import parse_kv
 from gcma.target import Artefacts, EmulatedTarget
 
-from .conftest import Target, heap_stats
+from .conftest import Target, heap_stats, pool_stat
 
 MIB = 1 << 20
 DEBUGFS = "/sys/kernel/debug"
@@ -54,7 +54,7 @@ def test_free_under_allocation_failures_loses_nothing(target: Target,
     again = parse_kv(target.shell.check("heap_alloc -H -s 128M -n 1 camera"))
     assert again["held"] == "1", again
     assert heap_stats(target, "camera")["bytes_in_use"] == "0"
-    donated = int(target.shell.check("cat /sys/kernel/mm/cleancache/pools/camera/donated"))
+    donated = pool_stat(target, "camera", "donated")
     assert donated == 128 * MIB // 4096
 
 

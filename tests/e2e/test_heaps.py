@@ -17,14 +17,10 @@ from gcma.report import parse_kv
 from gcma.target import Artefacts, EmulatedTarget
 from gcma.transport import Transport
 
-from .conftest import Target, heap_stats
+from .conftest import Target, heap_stats, pool_stat
 
 MIB = 1 << 20
 AREAS = {"camera": 128 * MIB, "video": 64 * MIB}
-
-
-def _pool(target: Target, area: str, counter: str) -> int:
-    return int(target.shell.check(f"cat /sys/kernel/mm/cleancache/pools/{area}/{counter}"))
 
 
 def test_modules_loaded_in_order_and_heaps_exist(target: Target) -> None:
@@ -33,7 +29,7 @@ def test_modules_loaded_in_order_and_heaps_exist(target: Target) -> None:
     heaps = target.shell.check("ls /dev/dma_heap").split()
     assert {"camera", "video", "linux,cma", "system"} <= set(heaps)
     for area, size in AREAS.items():
-        assert _pool(target, area, "donated") == size // 4096
+        assert pool_stat(target, area, "donated") == size // 4096
 
 
 def test_kernel_dmabuf_heap_selftest(target: Target) -> None:
@@ -66,7 +62,7 @@ def test_exhaust_area_then_everything_comes_back(target: Target, area: str) -> N
         assert row["held"] == str(expect) and row["error"] == "ENOMEM", row
     row = parse_kv(target.shell.check(f"heap_alloc -H -s 1M -n {AREAS[area] // MIB} {area}"))
     assert row["held"] == str(AREAS[area] // MIB) and row["error"] == "none", row
-    assert _pool(target, area, "donated") == AREAS[area] // 4096
+    assert pool_stat(target, area, "donated") == AREAS[area] // 4096
 
 
 @pytest.mark.usefixtures("admit_all")
@@ -74,15 +70,15 @@ def test_allocation_takes_cached_pages_back(target: Target) -> None:
     """Pages lent to cleancache come back at once when the whole area is allocated."""
     target.shell.check("cat /data/*.bin /erofs/*.bin > /dev/null && "
                        "echo 1 > /proc/sys/vm/drop_caches")
-    cached = _pool(target, "camera", "cached")
-    recalled = _pool(target, "camera", "recalled")
+    cached = pool_stat(target, "camera", "cached")
+    recalled = pool_stat(target, "camera", "recalled")
     assert cached > 0
     row = parse_kv(target.shell.check("heap_alloc -s 128M -n 1 camera", timeout=300))
     assert row["ok"] == "1" and row["not_zero"] == "0", row
-    assert _pool(target, "camera", "recalled") - recalled == cached
-    assert _pool(target, "camera", "cached") == 0
+    assert pool_stat(target, "camera", "recalled") - recalled == cached
+    assert pool_stat(target, "camera", "cached") == 0
     # Freed, the range is donated again, all of it.
-    assert _pool(target, "camera", "donated") == AREAS["camera"] // 4096
+    assert pool_stat(target, "camera", "donated") == AREAS["camera"] // 4096
 
 
 def test_bad_requests_fail_with_the_right_errno(target: Target) -> None:
@@ -313,7 +309,7 @@ def test_free_of_a_referenced_range_is_retried(target: Target, gcma_pin: None) -
             "sleep 0.5; done")
     assert heap_stats(target, "camera")["area_pending_pages"] == "0"
     assert _whole_area_allocates(target, "camera")
-    assert _pool(target, "camera", "donated") == AREAS["camera"] // 4096
+    assert pool_stat(target, "camera", "donated") == AREAS["camera"] // 4096
 
 
 def test_region_in_a_memory_hole_is_rejected(built: None, variant: str) -> None:
@@ -366,7 +362,7 @@ def test_sigkill_during_big_allocations_loses_nothing(target: Target) -> None:
     stats = heap_stats(target, "camera")
     assert stats["bytes_in_use"] == "0" and stats["area_pending_pages"] == "0", stats
     assert _whole_area_allocates(target, "camera")
-    assert _pool(target, "camera", "donated") == AREAS["camera"] // 4096
+    assert pool_stat(target, "camera", "donated") == AREAS["camera"] // 4096
 
 
 def test_tracepoints_follow_each_allocation(target: Target) -> None:

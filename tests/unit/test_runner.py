@@ -1,4 +1,3 @@
-import os
 import time
 from pathlib import Path
 
@@ -6,6 +5,7 @@ import pytest
 
 from gcma import runner
 from gcma.errors import CommandFailed, CommandTimedOut, InfraError
+from gcma.target import process_alive
 
 
 def test_format_command_reproduces_quoting() -> None:
@@ -37,14 +37,6 @@ def test_missing_command_is_infra_error() -> None:
         runner.run(["no-such-tool-xyz"])
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
 def test_timeout_kills_the_whole_group_and_names_the_step(tmp_path: Path) -> None:
     """A hung step ends at its timeout, with the step and command named, and
     the children the command started (a background sleep here) die with it."""
@@ -62,10 +54,10 @@ def test_timeout_kills_the_whole_group_and_names_the_step(tmp_path: Path) -> Non
     assert "sh -c" in msg and "started" in msg and str(log) in msg
     child = int(pidfile.read_text())
     for _ in range(50):
-        if not _alive(child):
+        if not process_alive(child):
             break
         time.sleep(0.1)
-    assert not _alive(child)
+    assert not process_alive(child)
 
 
 def test_quick_command_is_not_touched_by_its_timeout() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,9 @@ def test_cleancache_and_gcma_suites_pass(built: None, variant: str) -> None:
         assert all(c.status == "pass" for c in suite.cases)
     totals = report.totals()
     assert totals["fail"] == 0 and totals["skip"] == 0
+    # They ran beside the guaranteed CMA area's pool, not alone.
+    record = json.loads((paths.out_dir() / "report" / f"kunit-{variant}.json").read_text())
+    assert "cma-guarantee" in record["other_pools"]
 
 
 def _kernel_parser_view(tree: Path, text: str) -> list[tuple[str, str, list[tuple[str, str]]]]:

@@ -25,6 +25,8 @@ from gcma import (
     pipeline,
     rootfs,
     runner,
+    scenario,
+    stress,
 )
 from gcma.errors import INTERNAL_ERROR_EXIT, CheckFailed, GcmaError, UserError
 from gcma.machine import VIRT
@@ -223,6 +225,39 @@ def cmd_bench_heaps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stress_list(args: argparse.Namespace) -> int:
+    rows = []
+    for name in scenario.available():
+        sc = scenario.find(name)  # every file is checked
+        rows.append({"scenario": sc.name, "description": sc.description})
+    print(table(rows, ["scenario", "description"]))
+    return 0
+
+
+def cmd_stress_run(args: argparse.Namespace) -> int:
+    sc = scenario.find(args.scenario)
+    report, out = _on_target(args, lambda t: stress.run(
+        t, sc, heap=args.heap, duration_s=args.seconds), f"stress-{sc.name}-{args.heap}")
+    s = report["summary"]
+    print(f"{sc.name} on {args.heap}: {s['ok']}/{s['count']} allocations "
+          f"({s['success_pct']}%), p50 {s.get('p50_us', '-')} us, "
+          f"p99 {s.get('p99_us', '-')} us, max {s.get('max_us', '-')} us; "
+          f"errnos {s['errnos'] or 'none'}; not zeroed {s['not_zeroed']}, "
+          f"pattern mismatches {s['pattern_mismatches']}")
+    print(f"report: {out}")
+    return 0
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"not a number of seconds from 0 to 86400: {text!r}")
+    return value
+
+
 def cmd_target_start(args: argparse.Namespace) -> int:
     EmulatedTarget(args.name).start(Artefacts.default(args.variant), timeout=args.timeout,
                                     extra_cmdline=args.append, detach=True).close()
@@ -417,6 +452,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_positive_int, default=20,
                    help="allocations per heap and run (default 20)")
     p.set_defaults(func=cmd_bench_heaps)
+
+    st = sub.add_parser("stress", help="camera-like allocation scenarios on a heap"
+                        ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = st.add_parser("list", help="the scenarios in device_tests/scenarios/, checked")
+    p.set_defaults(func=cmd_stress_list)
+    p = st.add_parser("run", help="run a scenario on a heap of the emulated target")
+    p.add_argument("scenario", help="a scenario name (gcma stress list) or a YAML file")
+    p.add_argument("--heap", required=True, help="a heap of /dev/dma_heap, e.g. camera")
+    p.add_argument("--seconds", type=_seconds_arg, default=None,
+                   help="run this long instead of the scenario's own length")
+    variant_opt(p)
+    target_opt(p, "stress")
+    p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
+    p.set_defaults(func=cmd_stress_run)
 
     ku = sub.add_parser("kunit", help="the kernel's KUnit suites").add_subparsers(
         dest="action", required=True, parser_class=_Parser)

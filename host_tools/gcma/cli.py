@@ -23,6 +23,7 @@ from gcma import (
     modules,
     paths,
     pipeline,
+    pressure,
     rootfs,
     runner,
     scenario,
@@ -231,15 +232,21 @@ def cmd_stress_list(args: argparse.Namespace) -> int:
         sc = scenario.find(name)  # every file is checked
         rows.append({"scenario": sc.name, "description": sc.description})
     print(table(rows, ["scenario", "description"]))
+    print()
+    print(table([{"pressure": p.name, "generator": p.help}
+                 for p in pressure.PRESSURES.values()], ["pressure", "generator"]))
     return 0
 
 
 def cmd_stress_run(args: argparse.Namespace) -> int:
     sc = scenario.find(args.scenario)
+    loads = pressure.parse(args.pressure)
+    tag = "+".join(p.name for p in loads) or "idle"
     report, out = _on_target(args, lambda t: stress.run(
-        t, sc, heap=args.heap, duration_s=args.seconds), f"stress-{sc.name}-{args.heap}")
+        t, sc, heap=args.heap, duration_s=args.seconds, pressures=loads),
+        f"stress-{sc.name}-{args.heap}-{tag}")
     s = report["summary"]
-    print(f"{sc.name} on {args.heap}: {s['ok']}/{s['count']} allocations "
+    print(f"{sc.name} on {args.heap} ({tag}): {s['ok']}/{s['count']} allocations "
           f"({s['success_pct']}%), p50 {s.get('p50_us', '-')} us, "
           f"p99 {s.get('p99_us', '-')} us, max {s.get('max_us', '-')} us; "
           f"errnos {s['errnos'] or 'none'}; not zeroed {s['not_zeroed']}, "
@@ -462,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heap", required=True, help="a heap of /dev/dma_heap, e.g. camera")
     p.add_argument("--seconds", type=_seconds_arg, default=None,
                    help="run this long instead of the scenario's own length")
+    p.add_argument("--pressure", action="append", default=[], metavar="P[,P...]",
+                   help="pressure generators during the run: "
+                   f"{', '.join(pressure.PRESSURES)} or all (default: none)")
     variant_opt(p)
     target_opt(p, "stress")
     p.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")

@@ -16,6 +16,7 @@ import shlex
 from collections import Counter
 from typing import Any
 
+from gcma import pressure
 from gcma.errors import CheckFailed, TargetError, UserError
 from gcma.scenario import Scenario
 from gcma.transport import Transport
@@ -68,15 +69,25 @@ def _timeout(sc: Scenario, duration_s: float | None) -> float:
     return length + 300.0
 
 
-def run(shell: Transport, sc: Scenario, heap: str,
-        duration_s: float | None = None) -> dict[str, Any]:
+def run(shell: Transport, sc: Scenario, heap: str, duration_s: float | None = None,
+        pressures: list[pressure.Pressure] | None = None,
+        settle_s: float = 5.0) -> dict[str, Any]:
+    """Run ``sc`` on ``heap``; with ``pressures``, they are started (and given
+    ``settle_s`` to fill memory) before it and stopped after it."""
+    pressures = pressures or []
     heaps = shell.check("ls /dev/dma_heap").split()
     if heap not in heaps:
         raise UserError(f"no heap {heap!r} on the target (heaps: {', '.join(heaps) or 'none'})")
     remote = f"{REMOTE_DIR}/stress-{sc.name}-{heap}.jsonl"
     argv = sc.driver_args(heap, remote, duration_s)
     command = shlex.join(argv)
-    res = shell.run(command, timeout=_timeout(sc, duration_s))
+    ready = pressure.start(shell, pressures)
+    try:
+        if pressures and settle_s:
+            shell.check(f"sleep {settle_s:g}")
+        res = shell.run(command, timeout=_timeout(sc, duration_s))
+    finally:
+        stopped = pressure.stop(shell, pressures)
     if res.exit_status == 2:
         raise UserError(f"heap_stress refused the scenario: {res.stderr.strip()}")
     if res.exit_status not in (0, 1):
@@ -88,6 +99,8 @@ def run(shell: Transport, sc: Scenario, heap: str,
         "scenario": sc.name,
         "heap": heap,
         "on_target_command": command,
+        "pressures": {p.name: {"command": shlex.join(p.argv), "ready": ready[p.name],
+                               "stopped": stopped[p.name]} for p in pressures},
         "summary": summary,
         "allocations": rows,
     }

@@ -133,3 +133,18 @@ def test_a_torn_line_is_an_infrastructure_error() -> None:
     assert len(stress.parse_lines(f"{good}\n{good}\n")) == 2
     with pytest.raises(TargetError, match="line 2 is not JSON"):
         stress.parse_lines(good + "\n" + good[:20] + "\n")
+
+
+def test_pressures_parse_in_order_once_each_and_all() -> None:
+    from gcma import pressure
+    from gcma.errors import UserError
+
+    assert [p.name for p in pressure.parse(["anon,pinned", "anon", "pagecache"])] == [
+        "anon", "pinned", "pagecache"]
+    assert [p.name for p in pressure.parse(["pinned", "all"])] == [
+        "pinned", "pagecache", "anon", "writeback", "frag"]
+    assert pressure.parse([]) == []
+    with pytest.raises(UserError, match="unknown pressure 'swim'"):
+        pressure.parse(["anon,swim"])
+    for p in pressure.PRESSURES.values():
+        assert p.argv[0] == "pressure" and p.mode in {"stream", "anon", "pin", "dirty", "frag"}

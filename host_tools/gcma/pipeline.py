@@ -50,6 +50,7 @@ def build_all(tc: Toolchain | None = None,
     rootfs.build_data_disk()
     rootfs.build_erofs_disk()
     rootfs.build_data1k_disk()
+    rootfs.build_slow_disk()
     done("rootfs", t)
     return durations
 

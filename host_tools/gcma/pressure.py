@@ -2,8 +2,8 @@
 target before a scenario and stopped after it.
 
 Each is defined here as data: its on-target command line, sized for the
-emulated target (677 MiB of RAM beside the reserved areas, 27 MiB free on
-/data). A generator must say "pressure MODE ready" before the scenario
+emulated target (677 MiB of RAM beside the reserved areas; /slow is the
+disk QEMU throttles). A generator must say "pressure MODE ready" before the scenario
 starts; one that exits instead fails the run with what it printed.
 """
 
@@ -39,8 +39,8 @@ PRESSURES: dict[str, Pressure] = {p.name: p for p in (
              ("pressure", "anon", "384")),
     Pressure("pinned", "hold 9,600 anonymous pages spliced into pipes (vmsplice)",
              ("pressure", "pin", "9600")),
-    Pressure("writeback", "keep rewriting a 16 MiB file on /data without syncing",
-             ("pressure", "dirty", "/data", "16")),
+    Pressure("writeback", "keep rewriting a 64 MiB file on /slow (throttled to 4 MB/s)",
+             ("pressure", "dirty", "/slow", "64")),
     Pressure("frag", "fault in 64 MiB and give every other page back",
              ("pressure", "frag", "64")),
 )}

@@ -274,6 +274,14 @@ def build_data1k_disk(count: int = 32, size: int = 2 << 20, image_mib: int = 96)
         "-d", files, image, f"{image_mib}M"])
 
 
+def build_slow_disk(image_mib: int = 256) -> Path:
+    """An empty ext4 image for /slow, the disk QEMU throttles (see
+    target.DATA_DISKS): where the writeback pressure keeps pages dirty."""
+    return _data_image("slow.ext4", 0, 0, 0x510E, lambda files, image: [
+        "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "gcma-slow", "-E", "root_owner=0:0",
+        image, f"{image_mib}M"])
+
+
 def build_erofs_disk(count: int = 32, size: int = 2 << 20) -> Path:
     """Uncompressed erofs image of ``count`` files of ``size`` bytes, for /erofs."""
     return _data_image("data.erofs", count, size, 0xE50F, lambda files, image: [

@@ -42,20 +42,27 @@ PORT_ATTEMPTS = 5
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+#: Data disk images, in /dev/vd* order, with extra QEMU -drive options:
+#: /data (ext4), /erofs, /data1k (ext4, 1 KiB blocks), and /slow (ext4),
+#: throttled like a busy eMMC so that writeback to it is slow and dirty and
+#: writeback pages pile up, as they do on a phone.
+DATA_DISKS = (("data.ext4", ""), ("data.erofs", ""), ("data1k.ext4", ""),
+              ("slow.ext4", "throttling.bps-write=4194304,throttling.iops-write=200"))
+
+
 @dataclass
 class Artefacts:
     kernel: Path
     initrd: Path
     dtb: Path
-    #: Data disks in order: /dev/vda (ext4, /data), /dev/vdb (erofs, /erofs),
-    #: /dev/vdc (ext4 with 1 KiB blocks, /data1k).
+    #: Data disks in the order of DATA_DISKS: /dev/vda, /dev/vdb, ...
     disks: tuple[Path, ...] = ()
 
     @classmethod
     def default(cls, variant: str = kernel.DEFAULT_VARIANT,
                 dtb: str = dt.DEFAULT_DTB) -> Artefacts:
         disks = []
-        for name in ("data.ext4", "data.erofs", "data1k.ext4"):
+        for name, _ in DATA_DISKS:
             if not (rootfs.rootfs_dir() / name).exists():
                 break
             disks.append(rootfs.rootfs_dir() / name)
@@ -162,9 +169,12 @@ def qemu_command(machine: Machine, art: Artefacts, port: int, console: Path,
             "-append", cmdline,
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
             "-device", "virtio-net-pci,netdev=net0"]
+    options = dict(DATA_DISKS)
     for i, disk in enumerate(art.disks):
         # snapshot=on: the guest's writes go to a temporary overlay.
-        argv += ["-drive", f"file={disk},if=none,id=disk{i},format=raw,snapshot=on",
+        extra = options.get(disk.name, "")
+        argv += ["-drive", f"file={disk},if=none,id=disk{i},format=raw,snapshot=on"
+                 + (f",{extra}" if extra else ""),
                  "-device", f"virtio-blk-pci,drive=disk{i}"]
     return argv
 

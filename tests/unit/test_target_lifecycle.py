@@ -143,3 +143,15 @@ def test_lock_is_held_by_qemu_itself(fake: tuple[Machine, Artefacts]) -> None:
         time.sleep(0.05)
     assert not target_mod.lock_held(t.lock_file)
     assert t.state() is None
+
+
+def test_only_the_slow_disk_is_throttled(tmp_path: Path) -> None:
+    disks = tuple(tmp_path / name for name, _ in target_mod.DATA_DISKS)
+    art = Artefacts(kernel=tmp_path / "Image", initrd=tmp_path / "initrd",
+                    dtb=tmp_path / "fake.dtb", disks=disks)
+    argv = target_mod.qemu_command(Machine(qemu="qemu"), art, 2222, tmp_path / "console")
+    drives = [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"]
+    assert len(drives) == 4
+    assert [("throttling." in d) for d in drives] == [False, False, False, True]
+    assert drives[3].startswith(f"file={disks[3]},") and "bps-write=4194304" in drives[3]
+    assert all("snapshot=on" in d for d in drives)

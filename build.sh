@@ -2,7 +2,9 @@
 # GCMA package entry point.
 #
 #   ./build.sh            set up, build everything, boot the emulated target,
-#                         run the default on-target program, print the results
+#                         run the default on-target program, print the results,
+#                         then a short benchmark of GCMA against the other heaps
+#                         (its ratio table and the path of its report)
 #   ./build.sh test       set up, build, run the whole test suite
 #   ./build.sh setup      only install what is needed (idempotent)
 #   ./build.sh gcma ARGS  the gcma CLI from the project's venv
@@ -117,7 +119,10 @@ setup)
 run)
 	setup
 	preflight
-	exec "$VENV/bin/gcma" run "$@"
+	"$VENV/bin/gcma" run "$@"
+	# Short: 10 allocations per cell and one churn round (about 6 minutes).
+	log "+ $VENV/bin/gcma bench --target main --count 10 --settle 5 --churn-rounds 1"
+	exec "$VENV/bin/gcma" bench --target main --count 10 --settle 5 --churn-rounds 1
 	;;
 test)
 	setup
@@ -134,7 +139,7 @@ gcma)
 	exec "$VENV/bin/gcma" "$@"
 	;;
 -h | --help | help)
-	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 	;;
 *)
 	echo "build.sh: unknown command '$cmd' (try: ./build.sh help)" >&2

@@ -16,11 +16,13 @@
  * (/proc/self/make-it-fail), so that slab and page allocations made while
  * they are released fail as the failslab and fail_page_alloc settings say.
  *
- * -K vmap|pin (kernel user, needs gcma_pin.ko): allocate one buffer, write
- * a pattern at both ends, hand the fd to /sys/kernel/debug/gcma_pin/<what>,
- * which vmaps the buffer, checks the pattern and inverts it (pin also keeps
- * a reference to its first page), check the inverted pattern, and close the
- * buffer. Prints one key=value line.
+ * -K vmap|pin|map (kernel user, needs gcma_pin.ko): allocate one buffer,
+ * write a pattern at both ends, hand the fd to
+ * /sys/kernel/debug/gcma_pin/<what>, which vmaps the buffer, checks the
+ * pattern and inverts it (pin also keeps a reference to its first page; map
+ * first maps it for a device to write, and checks that the device sees one
+ * contiguous range), check the inverted pattern, and close the buffer.
+ * Prints one key=value line.
  *
  * -e (errors): check that bad requests fail with the right errno: a zero
  * length (EINVAL), a length larger than any heap can hold (ENOMEM), unknown
@@ -322,7 +324,7 @@ static int check_errors(const char *name)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] [-H [-F] | -K vmap|pin | -e] (-a | HEAP...)\n");
+	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] [-H [-F] | -K vmap|pin|map | -e] (-a | HEAP...)\n");
 	exit(2);
 }
 
@@ -382,7 +384,8 @@ int main(int argc, char **argv)
 			fail_free = 1;
 			break;
 		case 'K':
-			if (strcmp(optarg, "vmap") && strcmp(optarg, "pin"))
+			if (strcmp(optarg, "vmap") && strcmp(optarg, "pin") &&
+			    strcmp(optarg, "map"))
 				usage();
 			mode = opt;
 			kernel_what = optarg;

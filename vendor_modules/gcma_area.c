@@ -11,11 +11,18 @@
  *
  * Users (the heap module, other vendor drivers) find an area by name and
  * allocate contiguous ranges of it; they hold this module while they do.
+ *
+ * With donation off (donate=0 at load, or 0 written to an idle area's
+ * "donate" file), an area is a plain carve-out: it holds all its pages
+ * itself, idle or not, and an allocation only zeroes its range. That is the
+ * floor GCMA is measured against: what an allocation costs when nothing has
+ * to be taken back.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/bitmap.h>
 #include <linux/ctype.h>
+#include <linux/highmem.h>
 #include <linux/ioport.h>
 #include <linux/kobject.h>
 #include <linux/ktime.h>
@@ -63,7 +70,8 @@ struct gcma_area {
 	phys_addr_t base;
 	unsigned long start_pfn;
 	unsigned long count;
-	struct mutex lock;		/* the bitmaps and the statistics */
+	struct mutex lock;		/* the bitmaps, the statistics, the mode */
+	bool carveout;			/* donation off: every page held here */
 	unsigned long *bitmap;		/* pages not free */
 	unsigned long *freeing;		/* pages GCMA is taking back now */
 	unsigned long *retry;		/* pages whose free failed */
@@ -82,6 +90,10 @@ MODULE_PARM_DESC(source, "where areas come from: dt or reserve_mem");
 static char *names = "";
 module_param(names, charp, 0444);
 MODULE_PARM_DESC(names, "with source=reserve_mem: comma-separated region names");
+
+static bool donate = true;
+module_param(donate, bool, 0444);
+MODULE_PARM_DESC(donate, "lend idle pages to cleancache (default); N makes every area a plain carve-out, the baseline to measure GCMA against");
 
 /* Written at load, read-only afterwards: no lock needed to walk it. */
 static LIST_HEAD(gcma_areas);
@@ -167,6 +179,61 @@ unsigned long gcma_area_pages(const struct gcma_area *area)
 EXPORT_SYMBOL_GPL(gcma_area_pages);
 
 /*
+ * A carve-out's allocation: zero the range as GCMA does when it hands pages
+ * out, a page at a time, so that the two differ only by the take-back.
+ */
+static void gcma_area_zero(unsigned long pfn, unsigned long count)
+{
+	unsigned long i;
+
+	for (i = 0; i < count; i++) {
+		clear_highpage(pfn_to_page(pfn + i));
+		cond_resched();
+	}
+}
+
+/*
+ * A carve-out's free: the pages stay here, so a reference somebody still
+ * holds, or a mapping left behind, would hand the next owner's buffer to
+ * them. Such a range is refused and retried, as GCMA refuses it.
+ */
+static int gcma_area_keep(unsigned long pfn, unsigned long count)
+{
+	unsigned long i;
+
+	for (i = 0; i < count; i++) {
+		struct page *page = pfn_to_page(pfn + i);
+
+		if (page_count(page) != 1 || page_mapped(page) || page->mapping)
+			return -EBUSY;
+	}
+	return 0;
+}
+
+/*
+ * Turn donation off (@carveout) or on for an area none of whose pages is
+ * allocated: take every page from GCMA at once, or give them all back.
+ * Area lock held.
+ */
+static int gcma_area_set_carveout(struct gcma_area *area, bool carveout)
+{
+	int err;
+
+	lockdep_assert_held(&area->lock);
+	if (area->carveout == carveout)
+		return 0;
+	if (find_first_bit(area->bitmap, area->count) < area->count)
+		return -EBUSY;
+	if (carveout)
+		err = gcma_compat_alloc(area->start_pfn, area->count);
+	else
+		err = gcma_compat_free(area->start_pfn, area->count);
+	if (!err)
+		WRITE_ONCE(area->carveout, carveout);
+	return err;
+}
+
+/*
  * Find a free range for gcma_area_alloc(), starting at page @from; bits of
  * the range are set before the lock is dropped. Area lock held.
  */
@@ -207,6 +274,7 @@ int gcma_area_alloc(struct gcma_area *area, unsigned long count,
 {
 	unsigned long mask, off, from = 0;
 	u64 start = ktime_get_ns();
+	bool carveout;
 	int err = -ENOMEM;
 
 	if (!count || align_order > GCMA_AREA_MAX_ALIGN_ORDER)
@@ -219,9 +287,18 @@ int gcma_area_alloc(struct gcma_area *area, unsigned long count,
 		off = gcma_area_reserve(area, from, count, mask);
 		if (off >= area->count)
 			break;
-		/* The range is reserved: take the pages without the lock. */
+		/*
+		 * The range is reserved, which also keeps the mode as it is:
+		 * take the pages without the lock.
+		 */
+		carveout = area->carveout;
 		mutex_unlock(&area->lock);
-		err = gcma_compat_alloc(area->start_pfn + off, count);
+		if (carveout) {
+			gcma_area_zero(area->start_pfn + off, count);
+			err = 0;
+		} else {
+			err = gcma_compat_alloc(area->start_pfn + off, count);
+		}
 		mutex_lock(&area->lock);
 		if (!err)
 			break;
@@ -257,7 +334,14 @@ EXPORT_SYMBOL_GPL(gcma_area_alloc);
 static void gcma_area_give_back(struct gcma_area *area, unsigned long off,
 				unsigned long count, bool retry)
 {
-	int err = gcma_compat_free(area->start_pfn + off, count);
+	unsigned long pfn = area->start_pfn + off;
+	int err;
+
+	/* The range's bits are set: the mode cannot change meanwhile. */
+	if (READ_ONCE(area->carveout))
+		err = gcma_area_keep(pfn, count);
+	else
+		err = gcma_compat_free(pfn, count);
 
 	mutex_lock(&area->lock);
 	bitmap_clear(area->freeing, off, count);
@@ -484,7 +568,39 @@ GCMA_AREA_ATTR(alloc_us, GCMA_AREA_ALLOC_US);
 GCMA_AREA_ATTR(pending_pages, GCMA_AREA_PENDING_PAGES);
 GCMA_AREA_ATTR(free_failures, GCMA_AREA_FREE_FAILURES);
 
+static ssize_t gcma_area_donate_show(struct kobject *kobj,
+				     struct kobj_attribute *attr, char *buf)
+{
+	struct gcma_area *area = container_of(kobj, struct gcma_area_kobj,
+					      kobj)->area;
+
+	return sysfs_emit(buf, "%d\n", !READ_ONCE(area->carveout));
+}
+
+/* Refused with -EBUSY while any page of the area is allocated. */
+static ssize_t gcma_area_donate_store(struct kobject *kobj,
+				      struct kobj_attribute *attr,
+				      const char *buf, size_t len)
+{
+	struct gcma_area *area = container_of(kobj, struct gcma_area_kobj,
+					      kobj)->area;
+	bool on;
+	int err;
+
+	err = kstrtobool(buf, &on);
+	if (err)
+		return err;
+	mutex_lock(&area->lock);
+	err = gcma_area_set_carveout(area, !on);
+	mutex_unlock(&area->lock);
+	return err ?: len;
+}
+
+static struct kobj_attribute gcma_area_attr_donate =
+	__ATTR(donate, 0644, gcma_area_donate_show, gcma_area_donate_store);
+
 static struct attribute *gcma_area_attrs[] = {
+	&gcma_area_attr_donate.attr,
 	&gcma_area_attr_total_kib.attr.attr,
 	&gcma_area_attr_used_kib.attr.attr,
 	&gcma_area_attr_peak_kib.attr.attr,
@@ -647,10 +763,19 @@ static int gcma_area_add(const char *what, const char *name, phys_addr_t base,
 		pr_err("%s: rejected: GCMA registration failed (%d)\n", what, err);
 		goto free_bitmaps;
 	}
+	if (!donate) {
+		mutex_lock(&area->lock);
+		err = gcma_area_set_carveout(area, true);
+		mutex_unlock(&area->lock);
+		/* The area works as well donating: say so and go on. */
+		if (err)
+			pr_warn("%s: donation stays on (%d)\n", what, err);
+	}
 	list_add_tail(&area->node, &gcma_areas);
 	gcma_area_sysfs_add(area);
-	pr_info("%s: area %s, %pa + %lu KiB\n", what, name, &base,
-		(unsigned long)(size >> 10));
+	pr_info("%s: area %s, %pa + %lu KiB%s\n", what, name, &base,
+		(unsigned long)(size >> 10),
+		area->carveout ? ", carve-out (no donation)" : "");
 	return 0;
 
 free_bitmaps:
@@ -874,7 +999,12 @@ static void gcma_area_release_all(void)
 			gcma_area_retry(&area->retry_work.work);
 		cancel_delayed_work_sync(&area->retry_work);
 		gcma_area_sysfs_del(area);
-		err = gcma_compat_unregister(area->name);
+		/* A carve-out gives its pages back before the area goes. */
+		mutex_lock(&area->lock);
+		err = gcma_area_set_carveout(area, false);
+		mutex_unlock(&area->lock);
+		if (!err)
+			err = gcma_compat_unregister(area->name);
 		if (err) {
 			/* Pages may be in use: keep them reserved, lose the area. */
 			pr_err("area %s: not returned (%d)\n", area->name, err);

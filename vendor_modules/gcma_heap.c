@@ -61,10 +61,11 @@ struct gcma_heap_buffer {
 	unsigned long pfn;
 	pgoff_t pagecount;
 	struct page **pages;		/* for sg tables and vmap */
-	struct mutex lock;		/* attachments, vmap */
+	struct mutex lock;		/* attachments, vmap, clean */
 	struct list_head attachments;
 	int vmap_cnt;
 	void *vaddr;
+	bool clean;			/* its zeroes have reached memory */
 };
 
 struct gcma_heap_attachment {
@@ -77,6 +78,26 @@ struct gcma_heap_attachment {
 static struct dentry *gcma_heap_debugfs;
 /* A DMA-capable device of our own, non-coherent: for cache maintenance. */
 static struct platform_device *gcma_heap_pdev;
+
+/*
+ * Write a zeroed buffer back to memory, to the point of coherency, as a
+ * DMA_TO_DEVICE mapping does: until then the zeroes may sit in dirty cache
+ * lines while DRAM still holds what cleancache kept there, other people's
+ * file data, for a device that reads the buffer without a CPU sync.
+ */
+static int gcma_heap_clean(struct gcma_heap_buffer *buffer)
+{
+	struct device *dev = &gcma_heap_pdev->dev;
+	size_t size = buffer->pagecount << PAGE_SHIFT;
+	dma_addr_t addr;
+
+	addr = dma_map_page(dev, buffer->pages[0], 0, size, DMA_TO_DEVICE);
+	if (dma_mapping_error(dev, addr))
+		return -ENOMEM;
+	dma_unmap_page_attrs(dev, addr, size, DMA_TO_DEVICE,
+			     DMA_ATTR_SKIP_CPU_SYNC);
+	return 0;
+}
 
 static int gcma_heap_attach(struct dma_buf *dmabuf,
 			    struct dma_buf_attachment *attachment)
@@ -119,14 +140,36 @@ static void gcma_heap_detach(struct dma_buf *dmabuf,
 	kfree(a);
 }
 
+/*
+ * Before a device first sees the buffer, its zeroes must be in memory. A
+ * mapping that syncs for a device reading the buffer (DMA_TO_DEVICE or
+ * DMA_BIDIRECTIONAL) writes them back itself; any other (one that skips
+ * the sync, or DMA_FROM_DEVICE, which may only invalidate and so drop
+ * them) gets the buffer cleaned first. That is done once per buffer, at its
+ * first device mapping rather than at allocation: a CPU-only user never
+ * pays for it, and a synced mapping never pays twice. The buffer counts as
+ * clean only once such a mapping is done, so a concurrent one that skips
+ * the sync cannot get ahead of it.
+ */
 static struct sg_table *gcma_heap_map_dma_buf(struct dma_buf_attachment *attachment,
 					      enum dma_data_direction direction)
 {
 	struct gcma_heap_attachment *a = attachment->priv;
-	int ret;
+	struct gcma_heap_buffer *buffer = attachment->dmabuf->priv;
+	unsigned long attrs = gcma_attach_attrs(attachment);
+	bool syncs = !(attrs & DMA_ATTR_SKIP_CPU_SYNC) &&
+		     direction != DMA_FROM_DEVICE;
+	int ret = 0;
 
-	ret = dma_map_sgtable(attachment->dev, &a->table, direction,
-			      gcma_attach_attrs(attachment));
+	mutex_lock(&buffer->lock);
+	if (!buffer->clean && !syncs)
+		ret = gcma_heap_clean(buffer);
+	if (!ret)
+		ret = dma_map_sgtable(attachment->dev, &a->table, direction,
+				      attrs);
+	if (!ret)
+		buffer->clean = true;
+	mutex_unlock(&buffer->lock);
 	if (ret)
 		return ERR_PTR(ret);
 	a->mapped = true;
@@ -301,26 +344,6 @@ static void gcma_heap_finish(struct gcma_heap *heap, unsigned long pfn,
 	mutex_unlock(&heap->lock);
 }
 
-/*
- * Write a zeroed buffer back to memory, to the point of coherency, as a
- * DMA_TO_DEVICE mapping does: until then the zeroes may sit in dirty cache
- * lines while DRAM still holds what cleancache kept there, other people's
- * file data, for a device that reads the buffer without a CPU sync.
- */
-static int gcma_heap_clean(struct gcma_heap_buffer *buffer)
-{
-	struct device *dev = &gcma_heap_pdev->dev;
-	size_t size = buffer->pagecount << PAGE_SHIFT;
-	dma_addr_t addr;
-
-	addr = dma_map_page(dev, buffer->pages[0], 0, size, DMA_TO_DEVICE);
-	if (dma_mapping_error(dev, addr))
-		return -ENOMEM;
-	dma_unmap_page_attrs(dev, addr, size, DMA_TO_DEVICE,
-			     DMA_ATTR_SKIP_CPU_SYNC);
-	return 0;
-}
-
 static struct dma_buf *gcma_heap_allocate(struct dma_heap *dma_heap,
 					  unsigned long len,
 					  GCMA_HEAP_FD_FLAGS_T fd_flags,
@@ -362,15 +385,15 @@ static struct dma_buf *gcma_heap_allocate(struct dma_heap *dma_heap,
 		goto free_buffer;
 	}
 
-	/* The range comes zeroed: it may hold other people's file data. */
+	/*
+	 * The range comes zeroed: it may hold other people's file data. The
+	 * zeroes reach memory before the first device mapping.
+	 */
 	ret = gcma_area_alloc(heap->area, buffer->pagecount, align, &buffer->pfn);
 	if (ret)
 		goto free_pages_array;
 	for (i = 0; i < buffer->pagecount; i++)
 		buffer->pages[i] = pfn_to_page(buffer->pfn + i);
-	ret = gcma_heap_clean(buffer);
-	if (ret)
-		goto free_range;
 
 	exp_info.exp_name = dma_heap_get_name(dma_heap);
 	exp_info.ops = &gcma_heap_buf_ops;

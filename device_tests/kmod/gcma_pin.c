@@ -12,6 +12,11 @@
  *           at the last word), write the pattern back inverted, vunmap
  *   pin     write a dma-buf fd: as vmap, then also take a reference to the
  *           buffer's first page and keep it
+ *   map     write a dma-buf fd: attach it to a device of this module and map
+ *           it for the device to write (DMA_FROM_DEVICE, the mapping that
+ *           must not drop the buffer's zeroes or the writer's data), check
+ *           that the device sees the whole buffer as one contiguous range,
+ *           unmap and detach; then as vmap
  *   unpin   write anything: drop every page reference taken by pin
  *   pinned  read: how many page references are held
  */
@@ -19,11 +24,14 @@
 
 #include <linux/debugfs.h>
 #include <linux/dma-buf.h>
+#include <linux/dma-mapping.h>
 #include <linux/iosys-map.h>
 #include <linux/kstrtox.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/platform_device.h>
+#include <linux/scatterlist.h>
 #include <linux/vmalloc.h>
 
 #define GCMA_PIN_MAGIC	0x6763ad5aU
@@ -33,9 +41,50 @@ static struct dentry *gcma_pin_dir;
 static DEFINE_MUTEX(gcma_pin_lock);
 static struct page *gcma_pin_pages[GCMA_PIN_MAX];
 static unsigned int gcma_pin_count;
+/* The "device" buffers are mapped for: DMA-capable, behind no IOMMU. */
+static struct platform_device *gcma_pin_pdev;
 
-/* vmap the buffer of @fd, check and flip the pattern, maybe keep page 0. */
-static int gcma_pin_use(int fd, bool pin)
+/* Map @dmabuf for a device to write into, as a capture driver would. */
+static int gcma_pin_map(struct dma_buf *dmabuf)
+{
+	struct dma_buf_attachment *attach;
+	struct scatterlist *sg;
+	struct sg_table *sgt;
+	dma_addr_t next = 0;
+	size_t total = 0;
+	int i, ret = 0;
+
+	attach = dma_buf_attach(dmabuf, &gcma_pin_pdev->dev);
+	if (IS_ERR(attach))
+		return PTR_ERR(attach);
+	sgt = dma_buf_map_attachment_unlocked(attach, DMA_FROM_DEVICE);
+	if (IS_ERR(sgt)) {
+		ret = PTR_ERR(sgt);
+		goto detach;
+	}
+	for_each_sgtable_dma_sg(sgt, sg, i) {
+		if (total && sg_dma_address(sg) != next) {
+			pr_err("mapping not contiguous at %zu bytes\n", total);
+			ret = -EIO;
+		}
+		next = sg_dma_address(sg) + sg_dma_len(sg);
+		total += sg_dma_len(sg);
+	}
+	if (!ret && total != dmabuf->size) {
+		pr_err("mapping covers %zu of %zu bytes\n", total, dmabuf->size);
+		ret = -EIO;
+	}
+	dma_buf_unmap_attachment_unlocked(attach, sgt, DMA_FROM_DEVICE);
+detach:
+	dma_buf_detach(dmabuf, attach);
+	return ret;
+}
+
+/*
+ * Maybe map the buffer of @fd for a device; vmap it, check and flip the
+ * pattern, maybe keep page 0.
+ */
+static int gcma_pin_use(int fd, bool pin, bool map_first)
 {
 	struct dma_buf *dmabuf;
 	struct iosys_map map;
@@ -46,6 +95,11 @@ static int gcma_pin_use(int fd, bool pin)
 	dmabuf = dma_buf_get(fd);
 	if (IS_ERR(dmabuf))
 		return PTR_ERR(dmabuf);
+	if (map_first) {
+		ret = gcma_pin_map(dmabuf);
+		if (ret)
+			goto put_buf;
+	}
 	ret = dma_buf_vmap_unlocked(dmabuf, &map);
 	if (ret)
 		goto put_buf;
@@ -88,27 +142,34 @@ put_buf:
 	return ret;
 }
 
-static ssize_t gcma_pin_write_fd(const char __user *ubuf, size_t len, bool pin)
+static ssize_t gcma_pin_write_fd(const char __user *ubuf, size_t len, bool pin,
+				 bool map_first)
 {
 	int fd, ret;
 
 	ret = kstrtoint_from_user(ubuf, len, 10, &fd);
 	if (ret)
 		return ret;
-	ret = gcma_pin_use(fd, pin);
+	ret = gcma_pin_use(fd, pin, map_first);
 	return ret ? ret : len;
 }
 
 static ssize_t gcma_pin_vmap_write(struct file *file, const char __user *ubuf,
 				   size_t len, loff_t *ppos)
 {
-	return gcma_pin_write_fd(ubuf, len, false);
+	return gcma_pin_write_fd(ubuf, len, false, false);
 }
 
 static ssize_t gcma_pin_pin_write(struct file *file, const char __user *ubuf,
 				  size_t len, loff_t *ppos)
 {
-	return gcma_pin_write_fd(ubuf, len, true);
+	return gcma_pin_write_fd(ubuf, len, true, false);
+}
+
+static ssize_t gcma_pin_map_write(struct file *file, const char __user *ubuf,
+				  size_t len, loff_t *ppos)
+{
+	return gcma_pin_write_fd(ubuf, len, false, true);
 }
 
 static void gcma_pin_release_all(void)
@@ -146,6 +207,11 @@ static const struct file_operations gcma_pin_pin_fops = {
 	.write = gcma_pin_pin_write,
 };
 
+static const struct file_operations gcma_pin_map_fops = {
+	.owner = THIS_MODULE,
+	.write = gcma_pin_map_write,
+};
+
 static const struct file_operations gcma_pin_unpin_fops = {
 	.owner = THIS_MODULE,
 	.write = gcma_pin_unpin_write,
@@ -153,9 +219,22 @@ static const struct file_operations gcma_pin_unpin_fops = {
 
 static int __init gcma_pin_init(void)
 {
+	int ret;
+
+	gcma_pin_pdev = platform_device_register_simple(KBUILD_MODNAME, -1,
+							NULL, 0);
+	if (IS_ERR(gcma_pin_pdev))
+		return PTR_ERR(gcma_pin_pdev);
+	ret = dma_coerce_mask_and_coherent(&gcma_pin_pdev->dev,
+					   DMA_BIT_MASK(64));
+	if (ret) {
+		platform_device_unregister(gcma_pin_pdev);
+		return ret;
+	}
 	gcma_pin_dir = debugfs_create_dir("gcma_pin", NULL);
 	debugfs_create_file("vmap", 0200, gcma_pin_dir, NULL, &gcma_pin_vmap_fops);
 	debugfs_create_file("pin", 0200, gcma_pin_dir, NULL, &gcma_pin_pin_fops);
+	debugfs_create_file("map", 0200, gcma_pin_dir, NULL, &gcma_pin_map_fops);
 	debugfs_create_file("unpin", 0200, gcma_pin_dir, NULL,
 			    &gcma_pin_unpin_fops);
 	debugfs_create_file("pinned", 0444, gcma_pin_dir, NULL,
@@ -168,6 +247,7 @@ static void __exit gcma_pin_exit(void)
 {
 	debugfs_remove_recursive(gcma_pin_dir);
 	gcma_pin_release_all();
+	platform_device_unregister(gcma_pin_pdev);
 }
 module_exit(gcma_pin_exit);
 

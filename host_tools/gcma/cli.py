@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import traceback
@@ -14,12 +15,14 @@ from typing import Any
 from gcma import (
     __version__,
     bench,
+    bench_report,
     bisect,
     doctor,
     dt,
     integrity,
     kernel,
     kunit,
+    matrix,
     modules,
     paths,
     pipeline,
@@ -133,10 +136,10 @@ def cmd_kunit_run(args: argparse.Namespace) -> int:
 
 def _on_target(args: argparse.Namespace, work: Callable[[Transport], dict[str, Any]],
                report_name: str, extra_cmdline: str = "",
-               dtb: str = dt.DEFAULT_DTB) -> tuple[dict[str, Any], Path]:
+               dtb: str = dt.DEFAULT_DTB, out: Path | None = None) -> tuple[dict[str, Any], Path]:
     """Boot a target, run ``work`` on it, stop it, and write the report to
-    out/report/<report_name>-<variant>.json."""
-    out = paths.out_dir() / "report" / f"{report_name}-{args.variant}.json"
+    ``out`` (default: out/report/<report_name>-<variant>.json)."""
+    out = out or paths.out_dir() / "report" / f"{report_name}-{args.variant}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     target = EmulatedTarget(args.name)
     try:
@@ -223,6 +226,39 @@ def cmd_bench_heaps(args: argparse.Namespace) -> int:
     print(table(rows, ["heap", "ok idle", "p99 idle us", "ok streaming", "p99 streaming us",
                        "max streaming us", "ratio p99"]))
     print(f"report: {out}")
+    return 0
+
+
+def bench_dir(variant: str) -> Path:
+    """Where ``gcma bench`` writes report.md, report.json and the plots."""
+    return paths.out_dir() / "report" / f"bench-{variant}"
+
+
+def cmd_bench_matrix(args: argparse.Namespace) -> int:
+    out_dir = bench_dir(args.variant)
+    reproducer = shlex.join(["gcma", "bench", "--target", args.name, "--variant", args.variant,
+                             "--size", args.size, "--count", str(args.count),
+                             "--settle", f"{args.settle:g}", "--churn-rounds",
+                             str(args.churn_rounds)]
+                            + (["--no-churn"] if args.no_churn else []))
+
+    def work(t: Transport) -> dict[str, Any]:
+        m = matrix.run_matrix(t, size=args.size, count=args.count, settle_s=args.settle,
+                              progress=runner.info)
+        report: dict[str, Any] = {"target": args.name, "variant": args.variant,
+                                  "reproducer": reproducer, "matrix": m,
+                                  "ratios": matrix.ratios(m), "utility": None}
+        if not args.no_churn:
+            report["utility"] = matrix.churn(t, rounds=args.churn_rounds,
+                                             progress=runner.info)
+        return report
+
+    # A failed run still leaves its report.json; a good one gets the rest.
+    report, _ = _on_target(args, work, "bench", out=out_dir / "report.json")
+    md = bench_report.write(report, out_dir)
+    print(bench_report.ratio_table(report))
+    print(f"report: {md}")
+    matrix.check(report["matrix"])
     return 0
 
 
@@ -343,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="kernel variant (default: default)")
 
     def target_opt(p: argparse.ArgumentParser, default: str = "default") -> None:
-        p.add_argument("--name", default=default, help=f"target name (default: {default})")
+        p.add_argument("--target", "--name", dest="name", default=default,
+                       help=f"target name (default: {default})")
 
     p = sub.add_parser("doctor", help="check that every tool, file and package a step "
                        "needs is here, and say how to install what is not")
@@ -422,8 +459,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
     p.set_defaults(func=cmd_integrity)
 
-    be = sub.add_parser("bench", help="benchmarks that print ratios measured in one run"
-                        ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    bp = sub.add_parser("bench", help="the heaps side by side under each pressure, in one "
+                        "boot (no action); or one of the benchmarks below")
+    variant_opt(bp)
+    target_opt(bp, "bench")
+    bp.add_argument("--timeout", type=_positive_int, default=300, help="boot timeout, s")
+    bp.add_argument("--size", default="16M", type=_size_arg,
+                    help="buffer size, K or M suffix (default 16M)")
+    bp.add_argument("--count", type=_positive_int, default=20,
+                    help="allocations per heap and condition (default 20)")
+    bp.add_argument("--settle", type=_seconds_arg, default=10.0,
+                    help="seconds the pressure runs before a condition's cells (default 10)")
+    bp.add_argument("--churn-rounds", type=_positive_int, default=3,
+                    help="timed read rounds of the churn, per setting (default 3)")
+    bp.add_argument("--no-churn", action="store_true",
+                    help="skip the cleancache utility (churn) measurement")
+    bp.set_defaults(func=cmd_bench_matrix)
+    be = bp.add_subparsers(dest="action", required=False, parser_class=_Parser)
+
     def bench_parser(name: str, help_text: str) -> argparse.ArgumentParser:
         p = be.add_parser(name, help=help_text)
         variant_opt(p)

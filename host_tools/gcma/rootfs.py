@@ -81,7 +81,20 @@ def programs_dir() -> Path:
     return paths.out_dir() / "device_tests"
 
 
-def build_device_tests(src: Path, dest: Path, log: Path) -> list[Path]:
+#: How the on-target programs are built for the emulated target.
+DEVICE_CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-static")
+#: The hardening an Android NDK build applies by default (position-independent
+#: executable, stack protector, fortified libc calls, format checks, full
+#: RELRO, no executable stack): the programs must build, and run, with them
+#: too. Static PIE stands in for the NDK's dynamic bionic executables.
+NDK_CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror", "-fPIE", "-static-pie",
+              "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2", "-Wformat",
+              "-Werror=format-security", "-Wl,-z,relro", "-Wl,-z,now",
+              "-Wl,-z,noexecstack", "-Wl,--build-id=sha1")
+
+
+def build_device_tests(src: Path, dest: Path, log: Path,
+                       cflags: tuple[str, ...] = DEVICE_CFLAGS) -> list[Path]:
     """Each device_tests/*.c is one static arm64 program (the *.h beside them
     are shared); rebuilt when it or a header is newer."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -91,8 +104,7 @@ def build_device_tests(src: Path, dest: Path, log: Path) -> list[Path]:
         binary = dest / source.stem
         newest = max(source.stat().st_mtime, headers)
         if not binary.exists() or binary.stat().st_mtime < newest:
-            runner.run([CROSS_CC, "-O2", "-Wall", "-Wextra", "-Werror", "-static",
-                        "-o", binary, source], log=log)
+            runner.run([CROSS_CC, *cflags, "-o", binary, source], log=log)
         programs.append(binary)
     return programs
 
@@ -274,12 +286,17 @@ def build_data1k_disk(count: int = 32, size: int = 2 << 20, image_mib: int = 96)
         "-d", files, image, f"{image_mib}M"])
 
 
-def build_slow_disk(image_mib: int = 256) -> Path:
-    """An empty ext4 image for /slow, the disk QEMU throttles (see
-    target.DATA_DISKS): where the writeback pressure keeps pages dirty."""
-    return _data_image("slow.ext4", 0, 0, 0x510E, lambda files, image: [
+def build_slow_disk(count: int = 144, size: int = 2 << 20, image_mib: int = 512) -> Path:
+    """ext4 image for /slow, the disk QEMU throttles (see target.DATA_DISKS):
+    ``count`` files (288 MiB) that the benchmark's churn reads, larger than
+    its reader's memory, and room where the writeback pressure keeps pages
+    dirty."""
+    if count * size > (image_mib - 160) << 20:
+        raise UserError(f"{count} files of {size} bytes leave no room for writeback "
+                        f"in a {image_mib} MiB image")
+    return _data_image("slow.ext4", count, size, 0x510E, lambda files, image: [
         "mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "gcma-slow", "-E", "root_owner=0:0",
-        image, f"{image_mib}M"])
+        "-d", files, image, f"{image_mib}M"])
 
 
 def build_erofs_disk(count: int = 32, size: int = 2 << 20) -> Path:

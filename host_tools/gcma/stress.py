@@ -69,6 +69,37 @@ def _timeout(sc: Scenario, duration_s: float | None) -> float:
     return length + 300.0
 
 
+def run_driver(shell: Transport, sc: Scenario, heap: str,
+               duration_s: float | None = None) -> dict[str, Any]:
+    """Run ``sc`` on ``heap`` as the system is now (no pressure started here);
+    returns the report without the pressures."""
+    heaps = shell.check("ls /dev/dma_heap").split()
+    if heap not in heaps:
+        raise UserError(f"no heap {heap!r} on the target (heaps: {', '.join(heaps) or 'none'})")
+    remote = f"{REMOTE_DIR}/stress-{sc.name}-{heap}.jsonl"
+    command = shlex.join(sc.driver_args(heap, remote, duration_s))
+    res = shell.run(command, timeout=_timeout(sc, duration_s))
+    if res.exit_status == 2:
+        raise UserError(f"heap_stress refused the scenario: {res.stderr.strip()}")
+    if res.exit_status not in (0, 1):
+        raise TargetError(f"heap_stress ended with status {res.exit_status}: "
+                          f"{res.stderr.strip()[-500:]}")
+    rows = parse_lines(shell.check(f"cat {shlex.quote(remote)}"))
+    shell.run(f"rm -f {shlex.quote(remote)}")
+    summary = summarize(rows)
+    report: dict[str, Any] = {
+        "scenario": sc.name,
+        "heap": heap,
+        "on_target_command": command,
+        "summary": summary,
+        "allocations": rows,
+    }
+    if summary["not_zeroed"] or summary["pattern_mismatches"]:
+        raise CheckFailed(f"{sc.name} on {heap}: {summary['not_zeroed']} buffers not zeroed, "
+                          f"{summary['pattern_mismatches']} pattern mismatches", report)
+    return report
+
+
 def run(shell: Transport, sc: Scenario, heap: str, duration_s: float | None = None,
         pressures: list[pressure.Pressure] | None = None,
         settle_s: float = 5.0) -> dict[str, Any]:
@@ -78,33 +109,13 @@ def run(shell: Transport, sc: Scenario, heap: str, duration_s: float | None = No
     heaps = shell.check("ls /dev/dma_heap").split()
     if heap not in heaps:
         raise UserError(f"no heap {heap!r} on the target (heaps: {', '.join(heaps) or 'none'})")
-    remote = f"{REMOTE_DIR}/stress-{sc.name}-{heap}.jsonl"
-    argv = sc.driver_args(heap, remote, duration_s)
-    command = shlex.join(argv)
     ready = pressure.start(shell, pressures)
     try:
         if pressures and settle_s:
             shell.check(f"sleep {settle_s:g}")
-        res = shell.run(command, timeout=_timeout(sc, duration_s))
+        report = run_driver(shell, sc, heap, duration_s)
     finally:
         stopped = pressure.stop(shell, pressures)
-    if res.exit_status == 2:
-        raise UserError(f"heap_stress refused the scenario: {res.stderr.strip()}")
-    if res.exit_status not in (0, 1):
-        raise TargetError(f"heap_stress ended with status {res.exit_status}: "
-                          f"{res.stderr.strip()[-500:]}")
-    rows = parse_lines(shell.check(f"cat {shlex.quote(remote)}"))
-    summary = summarize(rows)
-    report: dict[str, Any] = {
-        "scenario": sc.name,
-        "heap": heap,
-        "on_target_command": command,
-        "pressures": {p.name: {"command": shlex.join(p.argv), "ready": ready[p.name],
-                               "stopped": stopped[p.name]} for p in pressures},
-        "summary": summary,
-        "allocations": rows,
-    }
-    if summary["not_zeroed"] or summary["pattern_mismatches"]:
-        raise CheckFailed(f"{sc.name} on {heap}: {summary['not_zeroed']} buffers not zeroed, "
-                          f"{summary['pattern_mismatches']} pattern mismatches", report)
+    report["pressures"] = {p.name: {"command": shlex.join(p.argv), "ready": ready[p.name],
+                                    "stopped": stopped[p.name]} for p in pressures}
     return report

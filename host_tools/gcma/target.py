@@ -44,10 +44,13 @@ _NAME_OK = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 
 #: Data disk images, in /dev/vd* order, with extra QEMU -drive options:
 #: /data (ext4), /erofs, /data1k (ext4, 1 KiB blocks), and /slow (ext4),
-#: throttled like a busy eMMC so that writeback to it is slow and dirty and
-#: writeback pages pile up, as they do on a phone.
+#: throttled like a busy eMMC: writes so that writeback to it is slow and
+#: dirty and writeback pages pile up, as they do on a phone; reads so that
+#: a page-cache miss costs I/O, as it does on a phone (the other disks are
+#: read from the host's page cache, as fast as memory).
 DATA_DISKS = (("data.ext4", ""), ("data.erofs", ""), ("data1k.ext4", ""),
-              ("slow.ext4", "throttling.bps-write=4194304,throttling.iops-write=200"))
+              ("slow.ext4", "throttling.bps-write=4194304,throttling.iops-write=200,"
+                            "throttling.bps-read=33554432"))
 
 
 @dataclass

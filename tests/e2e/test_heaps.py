@@ -96,8 +96,9 @@ def test_heap_statistics(target: Target) -> None:
     assert re.fullmatch(r"<\d+:\d+( <\d+:\d+)*", stats["latency_us"])
 
 
-AREA_SYSFS = ("total_kib", "used_kib", "peak_kib", "largest_free_kib", "alloc_pages_success",
-              "alloc_pages_fail", "alloc_us", "pending_pages", "free_failures")
+AREA_SYSFS = ("donate", "total_kib", "used_kib", "peak_kib", "largest_free_kib",
+              "alloc_pages_success", "alloc_pages_fail", "alloc_us", "pending_pages",
+              "free_failures")
 
 
 def _area_sysfs(target: Target, area: str) -> dict[str, int]:
@@ -111,6 +112,7 @@ def test_area_sysfs_statistics(target: Target) -> None:
     before = _area_sysfs(target, "video")
     assert sorted(before) == sorted(AREA_SYSFS)
     assert before["total_kib"] == AREAS["video"] // 1024
+    assert before["donate"] == 1
     assert before["used_kib"] == 0 and before["pending_pages"] == 0
     assert before["largest_free_kib"] == before["total_kib"]
     target.shell.check("heap_alloc -s 1M -n 3 video")
@@ -265,11 +267,16 @@ def test_bad_device_tree_nodes_are_rejected(built: None, variant: str) -> None:
         assert klog.scan(log) == []
 
 
-def test_kernel_vmap_user_sees_the_buffer(target: Target, gcma_pin: None) -> None:
+@pytest.mark.parametrize("how", ["vmap", "map"])
+def test_kernel_user_sees_the_buffer(target: Target, gcma_pin: None, how: str) -> None:
     """A driver that imports a buffer and vmaps it reads what user space wrote,
-    and user space reads what it wrote back."""
-    for size in ("4K", "1M", "5M"):
-        row = parse_kv(target.shell.check(f"heap_alloc -K vmap -s {size} camera"))
+    and user space reads what it wrote back. With ``map``, the driver first
+    maps it for its device to write into (DMA_FROM_DEVICE, the first device
+    mapping, which the heap cleans the buffer for): the device sees one
+    contiguous range of the buffer's size, and nothing user space wrote is
+    lost."""
+    for size in ("4K", "1M", "5M", "16M"):
+        row = parse_kv(target.shell.check(f"heap_alloc -K {how} -s {size} camera"))
         assert row["error"] == "none", row
     assert heap_stats(target, "camera")["bytes_in_use"] == "0"
 
@@ -310,6 +317,40 @@ def test_free_of_a_referenced_range_is_retried(target: Target, gcma_pin: None) -
     assert heap_stats(target, "camera")["area_pending_pages"] == "0"
     assert _whole_area_allocates(target, "camera")
     assert pool_stat(target, "camera", "donated") == AREAS["camera"] // 4096
+
+
+def test_carveout_mode_is_the_same_area_without_donation(target: Target,
+                                                         gcma_pin: None) -> None:
+    """Writing 0 to an idle area's ``donate`` takes every page back from
+    cleancache: the area is a plain carve-out (the benchmark's floor), whose
+    buffers still come zeroed and whose referenced ranges still wait for a
+    retry. Switching is refused while any page is allocated or pending."""
+    t = target.shell
+    area = "/sys/kernel/gcma_area/camera"
+    pages = AREAS["camera"] // 4096
+    assert pool_stat(target, "camera", "donated") == pages
+    assert t.run(f"echo maybe > {area}/donate").exit_status != 0
+    t.check(f"echo 0 > {area}/donate")
+    try:
+        assert t.check(f"cat {area}/donate").strip() == "0"
+        assert pool_stat(target, "camera", "donated") == 0
+        row = parse_kv(t.check("heap_alloc -s 16M -n 4 camera"))
+        assert row["ok"] == "4" and row["not_zero"] == "0" and row["bad_data"] == "0", row
+        assert pool_stat(target, "camera", "donated") == 0
+
+        row = parse_kv(t.check("heap_alloc -K pin -s 1M camera"))
+        assert row["error"] == "none", row
+        assert _area_sysfs(target, "camera")["pending_pages"] > 0
+        res = t.run(f"echo 1 > {area}/donate")
+        assert res.exit_status != 0 and "busy" in res.stderr.lower(), res
+        t.check("echo 1 > /sys/kernel/debug/gcma_pin/unpin")
+        t.check(f"for i in $(seq 60); do grep -q '^0$' {area}/pending_pages && break; "
+                "sleep 0.5; done")
+        assert _area_sysfs(target, "camera")["pending_pages"] == 0
+    finally:
+        t.check(f"echo 1 > {area}/donate")
+    assert pool_stat(target, "camera", "donated") == pages
+    assert t.check(f"cat {area}/donate").strip() == "1"
 
 
 def test_region_in_a_memory_hole_is_rejected(built: None, variant: str) -> None:

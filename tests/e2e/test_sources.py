@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kernel, modules, paths
+from gcma import kernel, modules, paths, rootfs
 from gcma.toolchain import Toolchain
+
+from .conftest import Target
 
 MODULE_SOURCES = sorted(
     [*paths.PROJECT.glob("vendor_modules/*.[ch]"),
@@ -98,3 +100,28 @@ def test_android_branch_fixtures_catch_a_wrong_prototype(built: None, tmp_path: 
          "GCMA_API=android", f"NOSTDINC_FLAGS=-nostdinc -I{include}", "gcma_heap.o"],
         capture_output=True, text=True, timeout=300, env={**os.environ, **tc.env()})
     assert "incompatible-pointer-types" in res.stdout + res.stderr
+
+
+def test_device_programs_build_and_run_with_ndk_style_flags(target: Target,
+                                                            tmp_path: Path) -> None:
+    """The on-target programs under the hardening an Android NDK build uses:
+    each builds warning-free as a position-independent executable, and the
+    allocation programs run on the target built so."""
+    log = tmp_path / "build.log"
+    programs = rootfs.build_device_tests(paths.PROJECT / "device_tests", tmp_path / "ndk", log,
+                                         rootfs.NDK_CFLAGS)
+    assert {p.name for p in programs} >= {"heap_alloc", "heap_stress", "pressure"}
+    for prog in programs:
+        header = prog.read_bytes()[:20]
+        # ELF, 64-bit, little-endian, ET_DYN (a PIE), EM_AARCH64.
+        assert header[:6] == b"\x7fELF\x02\x01", prog
+        assert int.from_bytes(header[16:18], "little") == 3, f"{prog.name} is not a PIE"
+        assert int.from_bytes(header[18:20], "little") == 183, prog
+    for name in ("heap_alloc", "heap_stress"):
+        target.shell.push(tmp_path / "ndk" / name, f"/tmp/ndk-{name}")
+        target.shell.check(f"chmod +x /tmp/ndk-{name}")
+    row = target.shell.check("/tmp/ndk-heap_alloc -s 1M -n 2 camera")
+    assert "ok=2" in row and "not_zero=0" in row and "bad_data=0" in row, row
+    res = target.shell.run("/tmp/ndk-heap_stress -H camera -s 1M -n 2 -o /tmp/ndk.jsonl")
+    assert res.exit_status == 0, res
+    assert len(target.shell.check("cat /tmp/ndk.jsonl").splitlines()) == 2

@@ -154,4 +154,5 @@ def test_only_the_slow_disk_is_throttled(tmp_path: Path) -> None:
     assert len(drives) == 4
     assert [("throttling." in d) for d in drives] == [False, False, False, True]
     assert drives[3].startswith(f"file={disks[3]},") and "bps-write=4194304" in drives[3]
+    assert "bps-read=33554432" in drives[3]
     assert all("snapshot=on" in d for d in drives)

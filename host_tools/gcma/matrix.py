@@ -1,0 +1,323 @@
+"""``gcma bench``: every kind of contiguous memory side by side, under each
+pressure, in one boot.
+
+The columns are heaps: our GCMA heap (``camera``); the same area as a plain
+carve-out (its ``donate`` switched off, so nothing is ever taken back: the
+floor, an allocation that only zeroes its buffer); the stock CMA heap over a
+plain CMA region of the same size (``linux,cma``); the stock CMA heap over a
+CMA region marked "guarantee" (``cma-guarantee``, backed by GCMA); and the
+system heap (not contiguous: what the page allocator alone costs). The rows
+are conditions: pressure generators running on the target. Each cell is the
+allocation driver's run of ``count`` allocations of one size, one at a time.
+
+After the matrix, the churn scenario measures what the donated memory is
+worth while idle: files larger than their reader's memory are read over and
+over, and the share of the camera area holding cached pages, the hit rate
+and the read throughput are reported, with donation on and off.
+
+Only the :class:`~gcma.transport.Transport` is used: the same run works on
+any target a transport reaches. Absolute times on the emulated target are
+TCG emulation; the ratios, measured in one boot, are the result.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gcma import integrity, pressure, stress
+from gcma.errors import CheckFailed, TargetError
+from gcma.scenario import Scenario
+from gcma.transport import Transport
+
+AREA_SYSFS = "/sys/kernel/gcma_area"
+POOLS = "/sys/kernel/mm/cleancache/pools"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    heap: str
+    label: str
+    #: The GCMA area switched to a carve-out while this column runs.
+    carveout_area: str | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    pressures: tuple[str, ...]
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("gcma", "camera", "GCMA heap (camera)"),
+    Column("carve-out", "camera", "carve-out (camera, donation off)", carveout_area="camera"),
+    Column("cma", "linux,cma", "stock CMA heap, plain CMA"),
+    Column("cma-guarantee", "cma-guarantee", "stock CMA heap, guarantee"),
+    Column("system", "system", "system heap"),
+)
+
+CONDITIONS: tuple[Condition, ...] = (
+    Condition("idle", ()),
+    Condition("pagecache", ("pagecache",)),
+    Condition("anon+pinned", ("anon", "pinned")),
+    # Memory full of anonymous pages first, so that the dirty pages land
+    # where movable allocations go when normal memory runs low: in CMA.
+    Condition("writeback", ("anon", "writeback")),
+    Condition("all", tuple(pressure.PRESSURES)),
+)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def cell_scenario(size: str, count: int) -> Scenario:
+    """One cell: ``count`` allocations of ``size``, one at a time, back to back."""
+    return Scenario(name="bench", description=f"{count} allocations of {size}, one at a time",
+                    sizes=(size,), buffers_per_burst=1, bursts=count)
+
+
+def set_donate(shell: Transport, area: str, on: bool) -> None:
+    """Switch an idle area between GCMA (donating) and a plain carve-out."""
+    shell.check(f"echo {int(on)} > {AREA_SYSFS}/{shlex.quote(area)}/donate")
+
+
+def _usable(shell: Transport, columns: tuple[Column, ...]) -> tuple[list[Column], dict[str, str]]:
+    heaps = set(shell.check("ls /dev/dma_heap").split())
+    usable, absent = [], {}
+    for col in columns:
+        if col.heap not in heaps:
+            absent[col.name] = f"no heap {col.heap} on the target"
+        elif col.carveout_area and shell.run(
+                f"test -w {AREA_SYSFS}/{col.carveout_area}/donate").exit_status:
+            absent[col.name] = f"area {col.carveout_area} cannot switch donation off"
+        else:
+            usable.append(col)
+    if not any(c.name == "gcma" for c in usable):
+        raise TargetError("the target has no GCMA heap 'camera': nothing to measure")
+    return usable, absent
+
+
+def _cell(shell: Transport, sc: Scenario, col: Column) -> dict[str, Any]:
+    if col.carveout_area:
+        set_donate(shell, col.carveout_area, False)
+    try:
+        # One untimed allocation first: the first run of a code path is
+        # slow on the emulated target (TCG translates it), and a cold first
+        # allocation would be every column's p99. Its failure is not ours
+        # to judge here: the timed ones say it.
+        shell.run(f"heap_alloc -s {sc.sizes[0]} -n 1 {shlex.quote(col.heap)}", timeout=600)
+        rep = stress.run_driver(shell, sc, col.heap)
+    finally:
+        if col.carveout_area:
+            set_donate(shell, col.carveout_area, True)
+    ok = [r for r in rep["allocations"] if r["ok"]]
+    return {"summary": rep["summary"], "lat_us": [r["lat_ns"] // 1000 for r in ok],
+            "on_target_command": rep["on_target_command"]}
+
+
+def run_matrix(shell: Transport, size: str = "16M", count: int = 20, settle_s: float = 10.0,
+               conditions: tuple[Condition, ...] = CONDITIONS,
+               columns: tuple[Column, ...] = COLUMNS,
+               progress: Progress = _quiet) -> dict[str, Any]:
+    """Every column under every condition; each condition's generators run
+    once, for all its columns, in the order of ``columns``."""
+    usable, absent = _usable(shell, columns)
+    sc = cell_scenario(size, count)
+    cells: dict[str, dict[str, Any]] = {}
+    generators: dict[str, Any] = {}
+    for cond in conditions:
+        loads = [pressure.PRESSURES[n] for n in cond.pressures]
+        progress(f"bench: {cond.name}: starting {', '.join(cond.pressures) or 'no pressure'}")
+        ready = pressure.start(shell, loads)
+        row: dict[str, Any] = {}
+        try:
+            if loads and settle_s:
+                shell.check(f"sleep {settle_s:g}")
+            for col in usable:
+                row[col.name] = _cell(shell, sc, col)
+                s = row[col.name]["summary"]
+                progress(f"bench: {cond.name}: {col.name}: {s['ok']}/{s['count']} ok, "
+                         f"p50 {s.get('p50_us', '-')} us, p99 {s.get('p99_us', '-')} us")
+        finally:
+            stopped = pressure.stop(shell, loads)
+        cells[cond.name] = row
+        generators[cond.name] = {p.name: {"command": shlex.join(p.argv), "ready": ready[p.name],
+                                          "stopped": stopped[p.name]} for p in loads}
+    return {
+        "size": size,
+        "count": count,
+        "settle_s": settle_s,
+        "columns": [{"name": c.name, "heap": c.heap, "label": c.label} for c in usable],
+        "absent": absent,
+        "conditions": [{"name": c.name, "pressures": list(c.pressures)} for c in conditions],
+        "generators": generators,
+        "cells": cells,
+    }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def ratios(matrix: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per condition: GCMA against its floor (the carve-out) and against the
+    stock CMA heap where that succeeded at all; the success rates."""
+    out: dict[str, dict[str, Any]] = {}
+    for cond, row in matrix["cells"].items():
+        def stat(col: str, key: str, row: dict[str, Any] = row) -> float | None:
+            return row[col]["summary"].get(key) if col in row else None
+
+        r: dict[str, Any] = {
+            "gcma_over_carveout_p50": _ratio(stat("gcma", "p50_us"), stat("carve-out", "p50_us")),
+            "gcma_over_carveout_p99": _ratio(stat("gcma", "p99_us"), stat("carve-out", "p99_us")),
+            "gcma_over_cma_p50": _ratio(stat("gcma", "p50_us"), stat("cma", "p50_us")),
+            "cma_over_gcma_p99": _ratio(stat("cma", "p99_us"), stat("gcma", "p99_us")),
+        }
+        for col in row:
+            r[f"{col}_success_pct"] = stat(col, "success_pct")
+        out[cond] = r
+    return out
+
+
+def check(matrix: dict[str, Any]) -> None:
+    """What must hold whatever the timing: GCMA (and its carve-out) always
+    succeed, and no heap hands out a buffer that is not zeroed or loses data
+    (the driver's run fails on the latter already)."""
+    for cond, row in matrix["cells"].items():
+        for col in ("gcma", "carve-out"):
+            if col in row and row[col]["summary"]["success_pct"] != 100.0:
+                s = row[col]["summary"]
+                raise CheckFailed(f"{col} under {cond}: {s['ok']}/{s['count']} allocations "
+                                  f"succeeded (errnos {s['errnos']})", matrix)
+
+
+# --- cleancache utility: the churn scenario ---------------------------------
+
+CHURN_CGROUP = "/sys/fs/cgroup/gcma-churn"
+#: What the churn reads: the files of the throttled disk (288 MiB), where a
+#: page-cache miss costs I/O.
+CHURN_DIR = "/slow"
+CHURN_FILES = f"{CHURN_DIR}/*.bin"
+SAMPLER = "/tmp/gcma-churn-samples"
+#: Holds the guaranteed CMA area's pages while donation is off.
+HOLDER = ("heap_stress", "-H", "cma-guarantee", "-s", "128M", "-b", "1", "-n", "1",
+          "-h", "3600000", "-o", "/dev/null")
+
+
+def _sampler_start(shell: Transport, area: str, period_s: float) -> None:
+    shell.check(f"sh -c 'while :; do echo $(cut -d\" \" -f1 /proc/uptime) "
+                f"$(cat {POOLS}/{area}/cached) $(cat {POOLS}/{area}/donated) "
+                f"$(cat {integrity.CLEANCACHE}/cached) $(cat {integrity.CLEANCACHE}/donated); "
+                f"sleep {period_s:g}; done' > {SAMPLER} 2>/dev/null & echo $! > {SAMPLER}.pid")
+
+
+def _sampler_stop(shell: Transport) -> tuple[list[list[float]], float]:
+    """The samples as [seconds since the first, area share, all pools'
+    share], and the first one's uptime."""
+    shell.run(f"kill $(cat {SAMPLER}.pid) 2>/dev/null; true")
+    samples = []
+    for line in shell.check(f"cat {SAMPLER}").splitlines():
+        f = line.split()
+        if len(f) != 5:
+            continue
+        t, cached, donated, all_cached, all_donated = (float(x) for x in f)
+        samples.append([t, round(cached / donated, 4) if donated else 0.0,
+                        round(all_cached / all_donated, 4) if all_donated else 0.0])
+    t0 = samples[0][0] if samples else 0.0
+    for s in samples:
+        s[0] = round(s[0] - t0, 2)
+    return samples, t0
+
+
+def churn(shell: Transport, memory_limit: str = "48M", rounds: int = 3, area: str = "camera",
+          progress: Progress = _quiet) -> dict[str, Any]:
+    """Files larger than their reader's memory read ``rounds`` times (after
+    two warm-up rounds: cleancache admits a page once it was refaulted) with
+    donation on, then with every pool emptied (the GCMA areas as carve-outs,
+    the guaranteed CMA area held by one allocation). The files' checksums
+    are verified through the cache at the end."""
+    ws_kib = int(shell.check(f"du -ck {CHURN_FILES} | tail -n 1").split()[0])
+    integrity.make_cgroup(shell, CHURN_CGROUP, memory_limit)
+    read = integrity.in_cgroup(f"cat {CHURN_FILES} > /dev/null", CHURN_CGROUP)
+    progress(f"bench: churn: {ws_kib // 1024} MiB read in {memory_limit}, donation on")
+    # Sampled from the first (cold) round on, so that the plot shows the
+    # pools filling; the mean counts the timed rounds only.
+    _sampler_start(shell, area, 0.5)
+    try:
+        shell.check(read, timeout=1800)
+        shell.check(read, timeout=1800)
+        timed_from = float(shell.check("cut -d' ' -f1 /proc/uptime"))
+        on = _timed(shell, read, rounds)
+    finally:
+        samples, t0 = _sampler_stop(shell)
+    lookups = on["restored"] + on["missed"]
+    res = shell.run(integrity.in_cgroup(
+        f"cd {CHURN_DIR} && sha256sum -c MANIFEST.sha256 > /tmp/gcma-churn-sums 2>&1",
+        CHURN_CGROUP), timeout=1800)
+    if res.exit_status:
+        bad = shell.run("grep -v ': OK$' /tmp/gcma-churn-sums | head -n 5").stdout.strip()
+        raise CheckFailed(f"churn: files on {CHURN_DIR} read back wrong: {bad}")
+
+    progress("bench: churn: donation off")
+    areas = shell.check(f"ls {AREA_SYSFS}").split()
+    holder: str | None = None
+    for a in areas:
+        set_donate(shell, a, False)
+    try:
+        if "cma-guarantee" in shell.check("ls /dev/dma_heap").split():
+            shell.check(f"{shlex.join(HOLDER)} > /dev/null 2>&1 & echo $! > /tmp/gcma-holder")
+            holder = "/tmp/gcma-holder"
+            shell.check("i=0; while [ $i -lt 300 ] && "
+                        f"[ $(cat {POOLS}/cma-guarantee/donated) != 0 ]; do "
+                        "sleep 0.1; i=$((i+1)); done")
+        left = int(shell.check(f"cat {integrity.CLEANCACHE}/donated"))
+        shell.check(read, timeout=1800)
+        off = _timed(shell, read, rounds)
+    finally:
+        if holder:
+            shell.run(f"kill $(cat {holder}) 2>/dev/null; sleep 1; true")
+        for a in areas:
+            set_donate(shell, a, True)
+    mib = ws_kib / 1024
+    on_mib_s = round(mib / on["median_s"], 1) if on["median_s"] else None
+    off_mib_s = round(mib / off["median_s"], 1) if off["median_s"] else None
+    shares = [s[1] for s in samples if s[0] >= timed_from - t0]
+    return {
+        "area": area,
+        "memory_limit": memory_limit,
+        "working_set_mib": round(mib, 1),
+        "rounds": rounds,
+        "share_samples": samples,
+        "timed_from_s": round(timed_from - t0, 2),
+        "area_share_mean": round(sum(shares) / len(shares), 3) if shares else None,
+        "area_share_max": max(shares) if shares else None,
+        "hit_rate": round(on["restored"] / lookups, 3) if lookups else None,
+        "counters_on": {k: on[k] for k in ("stored", "restored", "missed")},
+        "pages_donated_while_off": left,
+        "round_s_on": on["rounds_s"],
+        "round_s_off": off["rounds_s"],
+        "read_mib_s_on": on_mib_s,
+        "read_mib_s_off": off_mib_s,
+        "throughput_on_over_off": _ratio(on_mib_s, off_mib_s),
+    }
+
+
+def _timed(shell: Transport, command: str, rounds: int) -> dict[str, Any]:
+    names = ("stored", "restored", "missed")
+    before = integrity.counters(shell, names)
+    times = []
+    for _ in range(rounds):
+        start = float(shell.check("cut -d' ' -f1 /proc/uptime"))
+        shell.check(command, timeout=1800)
+        times.append(round(float(shell.check("cut -d' ' -f1 /proc/uptime")) - start, 2))
+    after = integrity.counters(shell, names)
+    result: dict[str, Any] = {k: after[k] - before[k] for k in names}
+    result["rounds_s"] = times
+    result["median_s"] = sorted(times)[len(times) // 2]
+    return result

@@ -1,0 +1,115 @@
+"""The benchmark matrix's arithmetic and its report files, from made-up cells.
+
+The measuring itself runs on the emulated target (tests/e2e/test_bench.py);
+here the ratios, the checks and the rendering are held to known inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gcma import bench_report, matrix
+from gcma.errors import CheckFailed
+
+
+def _cell(ok: int, count: int, lat_us: list[int]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"count": count, "ok": ok,
+                               "success_pct": round(100 * ok / count, 1),
+                               "not_zeroed": 0, "pattern_mismatches": 0, "errnos": {}}
+    if lat_us:
+        ordered = sorted(lat_us)
+        summary |= {"p50_us": ordered[len(ordered) // 2 - 1 + len(ordered) % 2],
+                    "p99_us": ordered[-1], "max_us": ordered[-1]}
+    return {"summary": summary, "lat_us": lat_us, "on_target_command": "heap_stress ..."}
+
+
+def _matrix(cma_ok: int = 2) -> dict[str, Any]:
+    cols = ("gcma", "carve-out", "cma", "system")
+    return {
+        "size": "16M", "count": 2, "settle_s": 1.0,
+        "columns": [{"name": c, "heap": c, "label": c} for c in cols],
+        "absent": {"cma-guarantee": "no heap cma-guarantee on the target"},
+        "conditions": [{"name": "idle", "pressures": []},
+                       {"name": "writeback", "pressures": ["writeback"]}],
+        "generators": {"idle": {}, "writeback": {"writeback": {
+            "command": "pressure dirty /slow 64", "ready": {}, "stopped": {}}}},
+        "cells": {
+            "idle": {"gcma": _cell(2, 2, [1100, 1200]), "carve-out": _cell(2, 2, [1000, 1000]),
+                     "cma": _cell(2, 2, [900, 2000]), "system": _cell(2, 2, [800, 900])},
+            "writeback": {"gcma": _cell(2, 2, [1000, 1500]),
+                          "carve-out": _cell(2, 2, [1000, 1000]),
+                          "cma": _cell(cma_ok, 2, [30000, 45000][:cma_ok]),
+                          "system": _cell(2, 2, [800, 900])},
+        },
+    }
+
+
+def test_ratios_against_the_floor_and_cma() -> None:
+    r = matrix.ratios(_matrix())
+    assert r["idle"]["gcma_over_carveout_p50"] == 1.1
+    assert r["idle"]["gcma_over_carveout_p99"] == 1.2
+    assert r["writeback"]["cma_over_gcma_p99"] == 30.0
+    assert r["writeback"]["gcma_over_cma_p50"] == round(1000 / 30000, 2)
+    assert r["writeback"]["cma_success_pct"] == 100.0
+
+
+def test_a_heap_that_never_succeeded_has_no_ratio() -> None:
+    r = matrix.ratios(_matrix(cma_ok=0))
+    assert r["writeback"]["cma_over_gcma_p99"] is None
+    assert r["writeback"]["gcma_over_cma_p50"] is None
+    assert r["writeback"]["cma_success_pct"] == 0.0
+
+
+def test_a_failed_gcma_allocation_fails_the_check() -> None:
+    m = _matrix()
+    matrix.check(m)
+    m["cells"]["writeback"]["gcma"] = _cell(1, 2, [1000])
+    with pytest.raises(CheckFailed, match="gcma under writeback: 1/2"):
+        matrix.check(m)
+
+
+def test_cell_scenario_is_one_allocation_at_a_time() -> None:
+    argv = matrix.cell_scenario("16M", 20).driver_args("camera", "/tmp/x.jsonl")
+    assert argv == ["heap_stress", "-H", "camera", "-s", "16M", "-b", "1", "-i", "0",
+                    "-h", "0", "-t", "1", "-n", "20", "-o", "/tmp/x.jsonl"]
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", data[16:24])
+
+
+def test_report_files(tmp_path: Path) -> None:
+    m = _matrix(cma_ok=0)
+    report = {"target": "bench", "variant": "default", "reproducer": "gcma bench --count 2",
+              "matrix": m, "ratios": matrix.ratios(m),
+              "utility": {"area": "camera", "memory_limit": "48M", "working_set_mib": 250.0,
+                          "rounds": 3, "share_samples": [[0.0, 0.5, 0.4], [1.0, 0.7, 0.6]],
+                          "timed_from_s": 0.5,
+                          "area_share_mean": 0.6, "area_share_max": 0.7, "hit_rate": 0.8,
+                          "counters_on": {"stored": 10, "restored": 8, "missed": 2},
+                          "pages_donated_while_off": 0, "round_s_on": [1.0],
+                          "round_s_off": [2.0], "read_mib_s_on": 250.0,
+                          "read_mib_s_off": 125.0, "throughput_on_over_off": 2.0}}
+    md = bench_report.write(report, tmp_path)
+    assert md == tmp_path / "report.md"
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["ratios"] == report["ratios"]
+    assert set(saved["plots"].values()) == {"latency-cdf.png", "success-rate.png",
+                                            "cached-share.png"}
+    for name in saved["plots"].values():
+        width, height = _png_size(tmp_path / name)
+        assert width > 100 and height > 100
+    text = md.read_text()
+    assert "| writeback | 2/2, 1.0/1.5 | 2/2, 1.0/1.0 | 0/2, -/- | 2/2, 0.8/0.9 |" in text
+    assert "not measured: no heap cma-guarantee" in text
+    assert "hit rate (restored / lookups): 80 % (8 / 10)" in text
+    table = bench_report.ratio_table(report)
+    assert table.splitlines()[0].split() == ["ratio", "idle", "writeback", "goal"]
+    assert "x2.0" in table

@@ -10,8 +10,9 @@
  *   pressure pin PAGES         vmsplice PAGES pages of anonymous memory into
  *                              pipes and hold them: pages with references
  *                              that migration cannot move (as CMA must).
- *   pressure dirty DIR MIB     keep rewriting a MIB MiB file in DIR without
- *                              syncing: dirty pages, pages under writeback
+ *   pressure dirty DIR MIB     keep rewriting, truncated each time, two files
+ *                              of MIB/2 MiB in DIR without syncing: new
+ *                              dirty pages, pages under writeback
  *                              and locked pages all the time.
  *   pressure frag MIB          fault in MIB MiB, then give every other page
  *                              back: free memory in single pages.
@@ -179,30 +180,45 @@ static int do_pin(unsigned long pages)
 	return 0;
 }
 
+/*
+ * Two files of half the size each, written in turn; each is truncated
+ * before it is written again, so that every pass allocates new page-cache
+ * pages (as a recording or a download does) wherever free memory is, CMA
+ * pageblocks included, while the other file's pages are still dirty or
+ * under writeback.
+ */
 static int do_dirty(const char *dir, unsigned long mib)
 {
 	static char buf[1 << 16];
-	unsigned long written = 0, off;
-	char path[4096];
-	int fd;
+	unsigned long written = 0, off, half = (mib * MIB / 2) & ~(sizeof(buf) - 1);
+	char path[2][4096];
+	int fd[2], i;
 
-	snprintf(path, sizeof(path), "%s/pressure-dirty.bin", dir);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		fail("%s: %s", path, strerror(errno));
+	if (half < sizeof(buf))
+		half = sizeof(buf);
+	for (i = 0; i < 2; i++) {
+		snprintf(path[i], sizeof(path[i]), "%s/pressure-dirty-%d.bin", dir, i);
+		fd[i] = open(path[i], O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fd[i] < 0)
+			fail("%s: %s", path[i], strerror(errno));
+	}
 	memset(buf, 0x5a, sizeof(buf));
-	ready("dirty", "file=%s mib=%lu", path, mib);
-	while (!stop) {
-		for (off = 0; off < mib * MIB && !stop; off += sizeof(buf)) {
+	ready("dirty", "files=%s/pressure-dirty-{0,1}.bin mib=%lu", dir, mib);
+	for (i = 0; !stop; i ^= 1) {
+		if (ftruncate(fd[i], 0))
+			fail("%s: truncate: %s", path[i], strerror(errno));
+		for (off = 0; off < half && !stop; off += sizeof(buf)) {
 			buf[0]++;
-			if (pwrite(fd, buf, sizeof(buf), off) != sizeof(buf))
-				fail("%s: write: %s", path, strerror(errno));
+			if (pwrite(fd[i], buf, sizeof(buf), off) != sizeof(buf))
+				fail("%s: write: %s", path[i], strerror(errno));
 			written += sizeof(buf);
 		}
 	}
 	printf("pressure dirty stopped written_mib=%lu\n", written / MIB);
-	close(fd);
-	unlink(path);
+	for (i = 0; i < 2; i++) {
+		close(fd[i]);
+		unlink(path[i]);
+	}
 	return 0;
 }
 

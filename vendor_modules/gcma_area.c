@@ -24,6 +24,7 @@
 #include <linux/ctype.h>
 #include <linux/highmem.h>
 #include <linux/ioport.h>
+#include <linux/jiffies.h>
 #include <linux/kobject.h>
 #include <linux/ktime.h>
 #include <linux/math64.h>
@@ -192,20 +193,32 @@ static void gcma_area_zero(unsigned long pfn, unsigned long count)
 	}
 }
 
+/* How long a carve-out's free waits out transient references, as GCMA does. */
+#define GCMA_AREA_KEEP_WAIT_MS	10
+
 /*
  * A carve-out's free: the pages stay here, so a reference somebody still
- * holds, or a mapping left behind, would hand the next owner's buffer to
- * them. Such a range is refused and retried, as GCMA refuses it.
+ * holds, a mapping left behind or page state set would reach the next
+ * owner's buffer. Transient (speculative) references are waited out for a
+ * moment, as GCMA does; anything else refuses the range, which is retried,
+ * as GCMA refuses it.
  */
 static int gcma_area_keep(unsigned long pfn, unsigned long count)
 {
+	unsigned long deadline = jiffies + msecs_to_jiffies(GCMA_AREA_KEEP_WAIT_MS);
 	unsigned long i;
 
 	for (i = 0; i < count; i++) {
 		struct page *page = pfn_to_page(pfn + i);
 
-		if (page_count(page) != 1 || page_mapped(page) || page->mapping)
+		if (page_mapped(page) || page->mapping ||
+		    (page->flags & PAGE_FLAGS_CHECK_AT_FREE))
 			return -EBUSY;
+		while (page_count(page) != 1) {
+			if (time_after(jiffies, deadline))
+				return -EBUSY;
+			cond_resched();
+		}
 	}
 	return 0;
 }

@@ -141,39 +141,34 @@ static void gcma_heap_detach(struct dma_buf *dmabuf,
 }
 
 /*
- * Before a device first sees the buffer, its zeroes must be in memory. A
- * mapping that syncs for a device reading the buffer (DMA_TO_DEVICE or
- * DMA_BIDIRECTIONAL) writes them back itself; any other (one that skips
- * the sync, or DMA_FROM_DEVICE, which may only invalidate and so drop
- * them) gets the buffer cleaned first. That is done once per buffer, at its
- * first device mapping rather than at allocation: a CPU-only user never
- * pays for it, and a synced mapping never pays twice. The buffer counts as
- * clean only once such a mapping is done, so a concurrent one that skips
- * the sync cannot get ahead of it.
+ * Before a device first sees the buffer, its zeroes must be in memory: the
+ * first device mapping cleans the whole buffer, once. The importer's own
+ * sync cannot be relied on for it: a coherent importer's mapping does no
+ * cache maintenance, a bounced one does it on the bounce buffer, and a
+ * non-coherent importer that maps later may skip the sync. Done at the
+ * first device mapping rather than at allocation, so that a CPU-only user
+ * never pays for it.
  */
 static struct sg_table *gcma_heap_map_dma_buf(struct dma_buf_attachment *attachment,
 					      enum dma_data_direction direction)
 {
 	struct gcma_heap_attachment *a = attachment->priv;
 	struct gcma_heap_buffer *buffer = attachment->dmabuf->priv;
-	unsigned long attrs = gcma_attach_attrs(attachment);
-	bool syncs = !(attrs & DMA_ATTR_SKIP_CPU_SYNC) &&
-		     direction != DMA_FROM_DEVICE;
 	int ret = 0;
 
 	mutex_lock(&buffer->lock);
-	if (!buffer->clean && !syncs)
+	if (!buffer->clean) {
 		ret = gcma_heap_clean(buffer);
+		buffer->clean = !ret;
+	}
 	if (!ret)
 		ret = dma_map_sgtable(attachment->dev, &a->table, direction,
-				      attrs);
+				      gcma_attach_attrs(attachment));
+	/* Under the lock: CPU access syncs the mapped attachments. */
 	if (!ret)
-		buffer->clean = true;
+		a->mapped = true;
 	mutex_unlock(&buffer->lock);
-	if (ret)
-		return ERR_PTR(ret);
-	a->mapped = true;
-	return &a->table;
+	return ret ? ERR_PTR(ret) : &a->table;
 }
 
 static void gcma_heap_unmap_dma_buf(struct dma_buf_attachment *attachment,
@@ -181,8 +176,11 @@ static void gcma_heap_unmap_dma_buf(struct dma_buf_attachment *attachment,
 				    enum dma_data_direction direction)
 {
 	struct gcma_heap_attachment *a = attachment->priv;
+	struct gcma_heap_buffer *buffer = attachment->dmabuf->priv;
 
+	mutex_lock(&buffer->lock);
 	a->mapped = false;
+	mutex_unlock(&buffer->lock);
 	dma_unmap_sgtable(attachment->dev, table, direction,
 			  gcma_attach_attrs(attachment));
 }
@@ -387,7 +385,8 @@ static struct dma_buf *gcma_heap_allocate(struct dma_heap *dma_heap,
 
 	/*
 	 * The range comes zeroed: it may hold other people's file data. The
-	 * zeroes reach memory before the first device mapping.
+	 * zeroes reach memory before the first device mapping (see
+	 * gcma_heap_map_dma_buf()).
 	 */
 	ret = gcma_area_alloc(heap->area, buffer->pagecount, align, &buffer->pfn);
 	if (ret)

@@ -39,7 +39,8 @@ PRESSURES: dict[str, Pressure] = {p.name: p for p in (
              ("pressure", "anon", "384")),
     Pressure("pinned", "hold 9,600 anonymous pages spliced into pipes (vmsplice)",
              ("pressure", "pin", "9600")),
-    Pressure("writeback", "keep rewriting a 64 MiB file on /slow (throttled to 4 MB/s)",
+    Pressure("writeback", "keep writing two 32 MiB files on /slow (throttled to 4 MB/s), "
+             "each truncated first, so new dirty pages keep coming",
              ("pressure", "dirty", "/slow", "64")),
     Pressure("frag", "fault in 64 MiB and give every other page back",
              ("pressure", "frag", "64")),

@@ -120,7 +120,7 @@ run)
 	setup
 	preflight
 	"$VENV/bin/gcma" run "$@"
-	# Short: 10 allocations per cell and one churn round (about 6 minutes).
+	# Short: 10 allocations per cell and one churn round (a few minutes).
 	log "+ $VENV/bin/gcma bench --target main --count 10 --settle 5 --churn-rounds 1"
 	exec "$VENV/bin/gcma" bench --target main --count 10 --settle 5 --churn-rounds 1
 	;;

@@ -64,20 +64,20 @@ class ReadPass:
         return statistics.median(self.rounds_s)
 
 
-def _uptime(t: Transport) -> float:
+def uptime(t: Transport) -> float:
     return float(t.check("cut -d' ' -f1 /proc/uptime").strip())
 
 
-def _timed_passes(t: Transport, command: str, passes: int, warm_up: bool) -> ReadPass:
+def timed_passes(t: Transport, command: str, passes: int, warm_up: bool) -> ReadPass:
     """``passes`` timed runs of ``command`` (after an untimed one if
     ``warm_up``), with the counters' differences across them."""
     result = ReadPass()
     before = integrity.counters(t, COUNTERS)
     for i in range(passes + warm_up):
-        start = _uptime(t)
+        start = uptime(t)
         t.check(command, timeout=1800)
         if i or not warm_up:
-            result.rounds_s.append(round(_uptime(t) - start, 2))
+            result.rounds_s.append(round(uptime(t) - start, 2))
     after = integrity.counters(t, COUNTERS)
     result.counters = {k: after[k] - before[k] for k in after if k != "donated"}
     result.counters["donated"] = after["donated"]
@@ -86,7 +86,7 @@ def _timed_passes(t: Transport, command: str, passes: int, warm_up: bool) -> Rea
 
 def _read_pass(t: Transport, rounds: int) -> ReadPass:
     """One warm-up round, then ``rounds`` timed ones."""
-    return _timed_passes(t, integrity.in_cgroup(
+    return timed_passes(t, integrity.in_cgroup(
         f"cat {FILES} > /dev/null && cat {FILES} > /dev/null", CGROUP), rounds, True)
 
 
@@ -180,14 +180,14 @@ def stream(t: Transport, size_mib: int = 1200, passes: int = 3) -> dict[str, obj
         raise CheckFailed(f"a pool is registered already: boot with {SKIP_CMDLINE}")
     t.check(f"truncate -s {size_mib}M {STREAM_FILE} && sync")
     read = f"cat {STREAM_FILE} > /dev/null"
-    no_pool = _timed_passes(t, read, passes, False)
+    no_pool = timed_passes(t, read, passes, False)
     for mod in MODULES:
         t.check(f"insmod /lib/modules/gcma/{mod}.ko")
     integrity.set_admit_all(t, False)
-    workingset = _timed_passes(t, read, passes, False)
+    workingset = timed_passes(t, read, passes, False)
     integrity.set_admit_all(t, True)
     try:
-        admit_all = _timed_passes(t, read, passes, False)
+        admit_all = timed_passes(t, read, passes, False)
     finally:
         integrity.set_admit_all(t, False)
     return {

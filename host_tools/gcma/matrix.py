@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gcma import integrity, pressure, stress
+from gcma import bench, integrity, pressure, stress
 from gcma.errors import CheckFailed, TargetError
 from gcma.scenario import Scenario
 from gcma.transport import Transport
@@ -252,11 +252,11 @@ def churn(shell: Transport, memory_limit: str = "48M", rounds: int = 3, area: st
     try:
         shell.check(read, timeout=1800)
         shell.check(read, timeout=1800)
-        timed_from = float(shell.check("cut -d' ' -f1 /proc/uptime"))
-        on = _timed(shell, read, rounds)
+        timed_from = bench.uptime(shell)
+        on = bench.timed_passes(shell, read, rounds, warm_up=False)
     finally:
         samples, t0 = _sampler_stop(shell)
-    lookups = on["restored"] + on["missed"]
+    lookups = on.counters["restored"] + on.counters["missed"]
     res = shell.run(integrity.in_cgroup(
         f"cd {CHURN_DIR} && sha256sum -c MANIFEST.sha256 > /tmp/gcma-churn-sums 2>&1",
         CHURN_CGROUP), timeout=1800)
@@ -277,16 +277,15 @@ def churn(shell: Transport, memory_limit: str = "48M", rounds: int = 3, area: st
                         f"[ $(cat {POOLS}/cma-guarantee/donated) != 0 ]; do "
                         "sleep 0.1; i=$((i+1)); done")
         left = int(shell.check(f"cat {integrity.CLEANCACHE}/donated"))
-        shell.check(read, timeout=1800)
-        off = _timed(shell, read, rounds)
+        off = bench.timed_passes(shell, read, rounds, warm_up=True)
     finally:
         if holder:
             shell.run(f"kill $(cat {holder}) 2>/dev/null; sleep 1; true")
         for a in areas:
             set_donate(shell, a, True)
     mib = ws_kib / 1024
-    on_mib_s = round(mib / on["median_s"], 1) if on["median_s"] else None
-    off_mib_s = round(mib / off["median_s"], 1) if off["median_s"] else None
+    on_mib_s = round(mib / on.median_s, 1) if on.median_s else None
+    off_mib_s = round(mib / off.median_s, 1) if off.median_s else None
     shares = [s[1] for s in samples if s[0] >= timed_from - t0]
     return {
         "area": area,
@@ -297,27 +296,13 @@ def churn(shell: Transport, memory_limit: str = "48M", rounds: int = 3, area: st
         "timed_from_s": round(timed_from - t0, 2),
         "area_share_mean": round(sum(shares) / len(shares), 3) if shares else None,
         "area_share_max": max(shares) if shares else None,
-        "hit_rate": round(on["restored"] / lookups, 3) if lookups else None,
-        "counters_on": {k: on[k] for k in ("stored", "restored", "missed")},
+        "hit_rate": round(on.counters["restored"] / lookups, 3) if lookups else None,
+        "counters_on": {k: on.counters[k] for k in ("stored", "restored", "missed")},
         "pages_donated_while_off": left,
-        "round_s_on": on["rounds_s"],
-        "round_s_off": off["rounds_s"],
+        "round_s_on": on.rounds_s,
+        "round_s_off": off.rounds_s,
         "read_mib_s_on": on_mib_s,
         "read_mib_s_off": off_mib_s,
         "throughput_on_over_off": _ratio(on_mib_s, off_mib_s),
     }
 
-
-def _timed(shell: Transport, command: str, rounds: int) -> dict[str, Any]:
-    names = ("stored", "restored", "missed")
-    before = integrity.counters(shell, names)
-    times = []
-    for _ in range(rounds):
-        start = float(shell.check("cut -d' ' -f1 /proc/uptime"))
-        shell.check(command, timeout=1800)
-        times.append(round(float(shell.check("cut -d' ' -f1 /proc/uptime")) - start, 2))
-    after = integrity.counters(shell, names)
-    result: dict[str, Any] = {k: after[k] - before[k] for k in names}
-    result["rounds_s"] = times
-    result["median_s"] = sorted(times)[len(times) // 2]
-    return result

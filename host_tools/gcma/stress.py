@@ -69,13 +69,18 @@ def _timeout(sc: Scenario, duration_s: float | None) -> float:
     return length + 300.0
 
 
+def require_heap(shell: Transport, heap: str) -> None:
+    """A user error, naming the heaps there are, unless the target has ``heap``."""
+    heaps = shell.check("ls /dev/dma_heap").split()
+    if heap not in heaps:
+        raise UserError(f"no heap {heap!r} on the target (heaps: {', '.join(heaps) or 'none'})")
+
+
 def run_driver(shell: Transport, sc: Scenario, heap: str,
                duration_s: float | None = None) -> dict[str, Any]:
     """Run ``sc`` on ``heap`` as the system is now (no pressure started here);
     returns the report without the pressures."""
-    heaps = shell.check("ls /dev/dma_heap").split()
-    if heap not in heaps:
-        raise UserError(f"no heap {heap!r} on the target (heaps: {', '.join(heaps) or 'none'})")
+    require_heap(shell, heap)
     remote = f"{REMOTE_DIR}/stress-{sc.name}-{heap}.jsonl"
     command = shlex.join(sc.driver_args(heap, remote, duration_s))
     res = shell.run(command, timeout=_timeout(sc, duration_s))
@@ -106,9 +111,7 @@ def run(shell: Transport, sc: Scenario, heap: str, duration_s: float | None = No
     """Run ``sc`` on ``heap``; with ``pressures``, they are started (and given
     ``settle_s`` to fill memory) before it and stopped after it."""
     pressures = pressures or []
-    heaps = shell.check("ls /dev/dma_heap").split()
-    if heap not in heaps:
-        raise UserError(f"no heap {heap!r} on the target (heaps: {', '.join(heaps) or 'none'})")
+    require_heap(shell, heap)
     ready = pressure.start(shell, pressures)
     try:
         if pressures and settle_s:

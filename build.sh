@@ -25,6 +25,8 @@ APT_PACKAGES=(
 	linux-source-6.12 patch
 	# device tree, emulated target, root filesystem
 	device-tree-compiler qemu-system-arm ipxe-qemu e2fsprogs erofs-utils openssh-client
+	# the host side of adb (the emulated target answers adb too)
+	adb
 	util-linux
 	# the venv
 	python3 python3-venv python3-dev

@@ -9,6 +9,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from gcma import (
     bench,
     bench_report,
     bisect,
+    deploy,
     doctor,
     dt,
     integrity,
@@ -31,6 +33,7 @@ from gcma import (
     runner,
     scenario,
     stress,
+    targets,
 )
 from gcma.errors import INTERNAL_ERROR_EXIT, CheckFailed, GcmaError, UserError
 from gcma.machine import VIRT
@@ -318,15 +321,47 @@ def cmd_target_status(args: argparse.Namespace) -> int:
     if state is None:
         print(f"{args.name}: stopped")
         return 1
-    print(f"{args.name}: running pid={state['pid']} ssh=127.0.0.1:{state['ssh_port']}")
+    print(f"{args.name}: running pid={state['pid']} ssh=127.0.0.1:{state['ssh_port']} "
+          f"adb=127.0.0.1:{state.get('adb_port')}")
     return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    spec = targets.resolve(args.name)
+    dist = args.modules
+    if dist is None:
+        if spec.kernel.variant is None:
+            raise UserError(f"target {spec.name} pairs with a kernel of its own "
+                            f"({spec.source}): build the modules against it (gcma modules "
+                            f"build --kdir DIR) and name their dist folder with --modules")
+        dist = modules.dist_dir(variant=spec.kernel.variant)
+    with targets.transport(spec) as t:
+        result = deploy.deploy(t, spec, dist)
+    report = paths.out_dir() / "report" / f"deploy-{spec.name}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    if result.action == "unchanged":
+        print(f"{spec.name}: modules unchanged; heaps {', '.join(result.heaps) or 'none'}")
+    else:
+        print(f"{spec.name}: loaded {', '.join(result.loaded)} in {result.seconds:.1f}s "
+              f"(pushed {len(result.pushed)}, unloaded {len(result.unloaded)}); heaps "
+              f"{', '.join(result.heaps) or 'none'}")
+    for line in result.kernel_log:
+        print(f"  {line}")
+    print(f"report: {report}")
+    return 0
+
+
+def _open(name: str) -> Transport:
+    """A transport to the target ``name`` (targets.yaml, or a running emulated one)."""
+    return targets.transport(targets.resolve(name))
 
 
 def cmd_target_shell(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise UserError("no command given (gcma target shell -- CMD...)")
-    with EmulatedTarget(args.name).transport() as t:
+    with _open(args.name) as t:
         res = t.run(" ".join(command), timeout=args.timeout)
     sys.stdout.write(res.stdout)
     sys.stderr.write(res.stderr)
@@ -336,13 +371,13 @@ def cmd_target_shell(args: argparse.Namespace) -> int:
 def cmd_target_push(args: argparse.Namespace) -> int:
     if not args.local.is_file():
         raise UserError(f"no such file: {args.local}")
-    with EmulatedTarget(args.name).transport() as t:
+    with _open(args.name) as t:
         t.push(args.local, args.remote)
     return 0
 
 
 def cmd_target_pull(args: argparse.Namespace) -> int:
-    with EmulatedTarget(args.name).transport() as t:
+    with _open(args.name) as t:
         t.pull(args.remote, args.local)
     return 0
 
@@ -538,6 +573,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", default="", help="kunit.filter_glob, e.g. 'gcma*'")
     p.add_argument("--timeout", type=_positive_int, default=600, help="seconds (default 600)")
     p.set_defaults(func=cmd_kunit_run)
+
+    p = sub.add_parser("deploy", help="push the modules to a target, load them in order, "
+                       "and check that they run and their heaps appear")
+    target_opt(p)
+    p.add_argument("--modules", type=Path, default=None,
+                   help="a module dist folder (default: ours, built for the target's kernel)")
+    p.set_defaults(func=cmd_deploy)
 
     t = sub.add_parser("target", help="the emulated target").add_subparsers(
         dest="action", required=True, parser_class=_Parser)

@@ -54,6 +54,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     *_commands("e2fsprogs", "ext4 data disks", "mkfs.ext4"),
     *_commands("erofs-utils", "erofs data disk", "mkfs.erofs"),
     *_commands("openssh-client", "target ssh key", "ssh-keygen"),
+    *_commands("adb", "adb transport (gcma deploy, the emulated target's adb)", "adb"),
     *_commands("perl", "checkpatch in the tests", "perl"),
     Requirement("file", "/usr/src/linux-source-6.12.tar.xz", "linux-source-6.12",
                 "kernel build"),

@@ -210,6 +210,10 @@ def build_initramfs(modules_dist: Path | None = None,
     (staging / "root/.ssh/authorized_keys").write_bytes(pub)
     (staging / "root/.ssh/authorized_keys").chmod(0o600)
 
+    adbd = programs_dir() / "gcma-adbd"
+    if not adbd.exists() or adbd.stat().st_mtime < (GUEST_FILES / "gcma-adbd.c").stat().st_mtime:
+        runner.run([CROSS_CC, *DEVICE_CFLAGS, "-o", adbd, GUEST_FILES / "gcma-adbd.c"], log=log)
+    shutil.copy2(adbd, staging / "usr/sbin/gcma-adbd")
     programs = build_device_tests(paths.PROJECT / "device_tests", programs_dir(), log)
     programs += build_kernel_selftests(programs_dir() / variant, log, variant)
     for program in programs:

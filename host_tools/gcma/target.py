@@ -30,10 +30,14 @@ from gcma import dt, kernel, klog, paths, rootfs, runner
 from gcma.errors import TargetError, UserError
 from gcma.machine import PL011_BASE, Machine
 
-if TYPE_CHECKING:  # fabric is imported only by commands that talk to a target
+if TYPE_CHECKING:  # fabric and adbutils are imported only by commands that use them
+    from gcma.adb import AdbTransport
     from gcma.ssh import SshTransport
 
 READY_MARKER = "GCMA-TARGET-READY"
+#: Where gcma-adbd listens in the guest (adb's default TCP port); QEMU
+#: forwards a loopback port to it as it does to ssh.
+GUEST_ADB_PORT = 5555
 #: How long QEMU may take to bind its ssh forward before we go on anyway
 #: (readiness then fails with QEMU's own message if it never does).
 PORT_BIND_TIMEOUT = 30.0
@@ -163,14 +167,15 @@ def process_alive(pid: int) -> bool:
 
 
 def qemu_command(machine: Machine, art: Artefacts, port: int, console: Path,
-                 extra_cmdline: str = "") -> list[str]:
+                 extra_cmdline: str = "", adb_port: int | None = None) -> list[str]:
     cmdline = (f"console=ttyAMA0 earlycon=pl011,{PL011_BASE:#x} panic=-1 "
                f"oops=panic rdinit=/init {extra_cmdline}").strip()
     argv = [*machine.base_args(), "-display", "none", "-monitor", "none",
             "-serial", f"file:{console}", "-no-reboot",
             "-kernel", str(art.kernel), "-initrd", str(art.initrd), "-dtb", str(art.dtb),
             "-append", cmdline,
-            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"
+            + (f",hostfwd=tcp:127.0.0.1:{adb_port}-:{GUEST_ADB_PORT}" if adb_port else ""),
             "-device", "virtio-net-pci,netdev=net0"]
     options = dict(DATA_DISKS)
     for i, disk in enumerate(art.disks):
@@ -263,9 +268,9 @@ class EmulatedTarget:
         QEMU then exits naming the hostfwd rule, and we retry with a new port."""
         qemu_log = self.dir / "qemu.log"
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            port = free_port()
+            port, adb_port = free_port(), free_port()
             self.console.write_text("")
-            argv = qemu_command(machine, art, port, self.console, extra_cmdline)
+            argv = qemu_command(machine, art, port, self.console, extra_cmdline, adb_port)
             # setpriv execs QEMU, which keeps its pid and the death signal.
             launch = argv if detach else ["setpriv", "--pdeathsig", "KILL", "--", *argv]
             runner.info(f"+ {runner.format_command(launch)}")
@@ -273,7 +278,8 @@ class EmulatedTarget:
                 proc = subprocess.Popen(launch, stdin=subprocess.DEVNULL, stdout=log,
                                         stderr=subprocess.STDOUT, start_new_session=True,
                                         pass_fds=(lock_fd,))
-            state = {"pid": proc.pid, "ssh_port": port, "started": time.time(),
+            state = {"pid": proc.pid, "ssh_port": port, "adb_port": adb_port,
+                     "started": time.time(),
                      "machine": asdict(machine), "command": argv,
                      "artefacts": {k: str(v) for k, v in asdict(art).items()}}
             self.state_file.write_text(json.dumps(state, indent=2) + "\n")
@@ -330,6 +336,18 @@ class EmulatedTarget:
         from gcma.ssh import SshTransport
 
         return SshTransport("127.0.0.1", int(state["ssh_port"]), rootfs.ssh_key())  # type: ignore[arg-type]
+
+    def adb_transport(self) -> AdbTransport:
+        """adb to the target's gcma-adbd, through a private adb server that
+        the transport stops on close."""
+        from gcma.adb import AdbServer, AdbTransport
+
+        state = self.state()
+        if state is None:
+            raise UserError(f"target {self.name} is not running (gcma target start)")
+        server = AdbServer(free_port(), self.dir / "adb-server.log")
+        server.start()
+        return AdbTransport(f"127.0.0.1:{state['adb_port']}", connect=True, server=server)
 
     def _kill(self, pid: int, grace: float = 5.0) -> None:
         for sig in (signal.SIGTERM, signal.SIGKILL):

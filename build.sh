@@ -30,8 +30,8 @@ APT_PACKAGES=(
 	util-linux
 	# the venv
 	python3 python3-venv python3-dev
-	# checkpatch.pl in the tests
-	perl
+	# checkpatch.pl in the tests; the remote-build test's stand-in build server
+	perl openssh-server
 )
 
 log() { printf '%s\n' "build.sh: $*" >&2; }

@@ -29,6 +29,7 @@ from gcma import (
     paths,
     pipeline,
     pressure,
+    remote,
     rootfs,
     runner,
     scenario,
@@ -57,7 +58,21 @@ def _toolchain(args: argparse.Namespace) -> Toolchain:
     return Toolchain(**kwargs)  # type: ignore[arg-type]
 
 
+def _remote_host(args: argparse.Namespace) -> remote.Host | None:
+    return remote.Host.parse(args.on, args.ssh_key) if args.on else None
+
+
 def cmd_kernel_build(args: argparse.Namespace) -> int:
+    host = _remote_host(args)
+    if host is not None:
+        if args.source != kernel.DEFAULT_TARBALL:
+            raise UserError("--source names a tarball here; with --on, HOST builds its own "
+                            f"{kernel.DEFAULT_TARBALL}")
+        local = kernel.kernel_paths(args.variant).root
+        remote.kernel_build(host, args.variant, local)
+        print(json.dumps({"kernel": str(kernel.kernel_paths(args.variant).image),
+                          "built_on": host.login}, indent=2))
+        return 0
     meta = kernel.build(args.source, variant=args.variant, tc=_toolchain(args))
     print(json.dumps({k: meta[k] for k in ("kernel", "durations_s")}, indent=2))
     return 0
@@ -82,8 +97,22 @@ def cmd_kernel_bisect_build(args: argparse.Namespace) -> int:
 
 
 def cmd_modules_build(args: argparse.Namespace) -> int:
-    manifest = modules.build(args.src, args.kdir, variant=args.variant,
-                             uses=tuple(args.uses or ()))
+    host = _remote_host(args)
+    if host is not None:
+        if args.uses:
+            raise UserError("--uses is not supported with --on yet")
+        try:
+            rel = args.src.resolve().relative_to(paths.PROJECT)
+        except ValueError:
+            raise UserError(f"--src {args.src}: with --on, the sources must be in this "
+                            f"checkout ({paths.PROJECT}), which is what HOST gets") from None
+        dist = modules.dist_dir(args.src, args.variant)
+        remote.modules_build(host, args.variant, str(rel),
+                             str(args.kdir) if args.kdir else None, dist)
+        manifest = json.loads((dist / "modules.json").read_text())
+    else:
+        manifest = modules.build(args.src, args.kdir, variant=args.variant,
+                                 uses=tuple(args.uses or ()))
     if args.symbol_list:
         problems = modules.check_symbol_list(manifest, args.symbol_list)
         if problems:
@@ -409,6 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-j", "--jobs", type=_positive_int, help="parallel jobs (default: cores)")
         p.add_argument("--no-ccache", action="store_true", help="compile without ccache")
 
+    def remote_opts(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--on", metavar="[USER@]HOST[:PORT]",
+                       help="build on this machine over ssh and fetch the results back")
+        p.add_argument("--ssh-key", type=Path, help="private key for --on (default: ssh's)")
+
     def variant_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--variant", default=kernel.DEFAULT_VARIANT, choices=kernel.variants(),
                        help="kernel variant (default: default)")
@@ -428,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", type=Path, default=kernel.DEFAULT_TARBALL,
                    help=f"kernel source tarball (default: {kernel.DEFAULT_TARBALL})")
     build_opts(p)
+    remote_opts(p)
     p.set_defaults(func=cmd_kernel_build)
     p = k.add_parser("bisect-build",
                      help="build the kernel after each patch of the series (slow)")
@@ -449,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="module folder built before whose exports these modules import")
     p.add_argument("--symbol-list", type=Path,
                    help="KMI symbol list (abi_gki format) every kernel import must be in")
+    remote_opts(p)
     p.set_defaults(func=cmd_modules_build)
 
     d = sub.add_parser("dtb", help="device tree of the emulated target").add_subparsers(

@@ -56,6 +56,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     *_commands("openssh-client", "target ssh key", "ssh-keygen"),
     *_commands("adb", "adb transport (gcma deploy, the emulated target's adb)", "adb"),
     *_commands("perl", "checkpatch in the tests", "perl"),
+    Requirement("file", "/usr/sbin/sshd", "openssh-server",
+                "the remote-build test's stand-in build server"),
     Requirement("file", "/usr/src/linux-source-6.12.tar.xz", "linux-source-6.12",
                 "kernel build"),
     Requirement("file", "/usr/include/libelf.h", "libelf-dev", "kernel build"),

@@ -22,7 +22,9 @@ from gcma import (
     doctor,
     dt,
     integrity,
+    kconfig,
     kernel,
+    kmi,
     kunit,
     matrix,
     modules,
@@ -42,6 +44,9 @@ from gcma.report import table
 from gcma.target import Artefacts, EmulatedTarget
 from gcma.toolchain import Toolchain
 from gcma.transport import Transport
+
+#: The options every kernel the modules load on must have.
+KCONFIG_REQUIRED = paths.PROJECT / "gki" / "configs" / "required.config"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,18 +111,47 @@ def cmd_modules_build(args: argparse.Namespace) -> int:
         except ValueError:
             raise UserError(f"--src {args.src}: with --on, the sources must be in this "
                             f"checkout ({paths.PROJECT}), which is what HOST gets") from None
-        dist = modules.dist_dir(args.src, args.variant)
+    dist = modules.dist_dir(args.src, args.variant)
+    if host is not None:
         remote.modules_build(host, args.variant, str(rel),
                              str(args.kdir) if args.kdir else None, dist)
-        manifest = json.loads((dist / "modules.json").read_text())
     else:
-        manifest = modules.build(args.src, args.kdir, variant=args.variant,
-                                 uses=tuple(args.uses or ()))
+        modules.build(args.src, args.kdir, variant=args.variant, uses=tuple(args.uses or ()))
     if args.symbol_list:
-        problems = modules.check_symbol_list(manifest, args.symbol_list)
-        if problems:
-            raise UserError("imports outside the symbol list:\n  " + "\n  ".join(problems))
-    print(modules.dist_dir(args.src, args.variant))
+        report = kmi.check(dist, args.symbol_list)
+        if report.not_in_list:
+            raise UserError(f"imports outside {args.symbol_list}:\n  " + "\n  ".join(
+                f"{sym} ({', '.join(mods)})" for sym, mods in sorted(report.not_in_list.items())))
+    print(dist)
+    return 0
+
+
+def cmd_modules_symbols(args: argparse.Namespace) -> int:
+    dist = args.modules or modules.dist_dir(variant=args.variant)
+    symvers = args.symvers
+    if symvers is None:
+        kdir = args.kdir or kernel.kernel_paths(args.variant).build
+        symvers = kdir / "Module.symvers"
+        if not symvers.exists():
+            raise UserError(f"{symvers} not found: build that kernel or name --symvers/--kdir")
+    report = kmi.check(dist, args.check, symvers)
+    per_module: dict[str, int] = {}
+    for imp in report.imports:
+        per_module[imp.module] = per_module.get(imp.module, 0) + 1
+    for module, count in per_module.items():
+        print(f"{module}: {count} kernel symbols")
+    for title, missing in ((f"not in {args.check}", report.not_in_list),
+                           (f"not exported by {symvers}", report.not_exported)):
+        for sym, mods in sorted(missing.items()):
+            print(f"  {sym}: {title} (used by {', '.join(sorted(set(mods)))})")
+    if args.write_list:
+        args.write_list.write_text(kmi.symbol_list(report, f"GCMA vendor modules ({dist})"))
+        print(f"symbol list: {args.write_list}")
+    if not report.ok:
+        raise CheckFailed(f"{len(report.not_in_list)} symbols missing from the list, "
+                          f"{len(report.not_exported)} not exported by the kernel")
+    print(f"all {len({i.symbol for i in report.imports})} kernel symbols are "
+          + (f"in {args.check} and " if args.check else "") + f"exported by {symvers}")
     return 0
 
 
@@ -355,6 +389,50 @@ def cmd_target_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kconfig_check(args: argparse.Namespace) -> int:
+    import gzip
+    import tempfile
+
+    from gcma import kconfig_tree
+
+    tree = args.kernel_dir or kernel.find_tree(kernel.kernel_paths())
+    if tree is None:
+        raise UserError("no kernel tree: name one with --kernel-dir (or build ours)")
+    arch = args.arch
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.name:
+            spec = targets.resolve(args.name)
+            arch = arch or spec.arch
+            config = Path(tmp) / "config"
+            with targets.transport(spec) as t:
+                if not t.run("test -r /proc/config.gz", timeout=30).ok:
+                    raise UserError(f"target {spec.name} has no /proc/config.gz "
+                                    f"(CONFIG_IKCONFIG_PROC); give its .config with --config")
+                t.pull("/proc/config.gz", Path(tmp) / "config.gz")
+            config.write_bytes(gzip.decompress((Path(tmp) / "config.gz").read_bytes()))
+            label = f"target {spec.name} (/proc/config.gz)"
+        else:
+            config = args.config or kernel.kernel_paths().build / ".config"
+            if not config.is_file():
+                raise UserError(f"{config}: no such .config")
+            label = str(config)
+        kconf = kconfig_tree.load_tree(tree, arch or "arm64", args.cc, config)
+        values = kconfig.read_dotconfig(config)
+    wanted = kconfig.parse_fragments(args.fragment or [KCONFIG_REQUIRED])
+    findings = kconfig_tree.check(kconf, values, wanted)
+    for f in findings:
+        state = "ok" if f.ok else f"WANTED {f.wanted} ({f.source})"
+        print(f"{f.symbol}={f.got if f.got != kconfig.NOT_SET else 'n'}  {state}")
+        for line in f.why:
+            print(f"    {line}")
+    off = [f for f in findings if not f.ok]
+    if off:
+        raise CheckFailed(f"{len(off)} of {len(findings)} options the modules need are not "
+                          f"as wanted in {label}")
+    print(f"all {len(findings)} options are as the modules need in {label}")
+    return 0
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     spec = targets.resolve(args.name)
     dist = args.modules
@@ -486,6 +564,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KMI symbol list (abi_gki format) every kernel import must be in")
     remote_opts(p)
     p.set_defaults(func=cmd_modules_build)
+    p = m.add_parser("symbols", help="check the modules' kernel imports against a KMI "
+                     "symbol list and a kernel's exports")
+    p.add_argument("--modules", type=Path, help="module dist folder (default: ours)")
+    variant_opt(p)
+    p.add_argument("--check", type=Path, metavar="LIST",
+                   help="KMI symbol list in Android's format ([abi_symbol_list])")
+    p.add_argument("--symvers", type=Path, help="the target kernel's Module.symvers")
+    p.add_argument("--kdir", type=Path, help="the target kernel's build folder (for its "
+                   "Module.symvers; default: ours)")
+    p.add_argument("--write-list", type=Path, metavar="OUT",
+                   help="write the symbol list these modules need")
+    p.set_defaults(func=cmd_modules_symbols)
 
     d = sub.add_parser("dtb", help="device tree of the emulated target").add_subparsers(
         dest="action", required=True, parser_class=_Parser)
@@ -609,6 +699,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", default="", help="kunit.filter_glob, e.g. 'gcma*'")
     p.add_argument("--timeout", type=_positive_int, default=600, help="seconds (default 600)")
     p.set_defaults(func=cmd_kunit_run)
+
+    kc = sub.add_parser("kconfig", help="the kernel configuration the modules need").add_subparsers(
+        dest="action", required=True, parser_class=_Parser)
+    p = kc.add_parser("check", help="evaluate the options the modules need on a kernel's "
+                      "Kconfig tree and say why each one that is off is off")
+    p.add_argument("--kernel-dir", type=Path, help="kernel source tree (default: ours)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, help=".config to check (default: our build's)")
+    where.add_argument("--target", dest="name", help="read the running kernel's "
+                       "/proc/config.gz from this target")
+    p.add_argument("--fragment", type=Path, action="append",
+                   help=f"what is wanted (default: {KCONFIG_REQUIRED.relative_to(paths.PROJECT)})")
+    p.add_argument("--arch", choices=("arm64", "x86_64"), help="default: the target's, or arm64")
+    p.add_argument("--cc", help="the compiler Kconfig probes (default: the arch's gcc)")
+    p.set_defaults(func=cmd_kconfig_check)
 
     p = sub.add_parser("deploy", help="push the modules to a target, load them in order, "
                        "and check that they run and their heaps appear")

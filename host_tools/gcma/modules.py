@@ -203,21 +203,3 @@ def _root(src: Path, variant: str) -> Path:
 def dist_dir(src: Path | None = None, variant: str = kernel.DEFAULT_VARIANT) -> Path:
     src = (src or paths.PROJECT / "vendor_modules").resolve()
     return _root(src, variant) / "dist"
-
-
-def check_symbol_list(manifest: dict[str, object], symbol_list: Path) -> list[str]:
-    """Imports from the kernel that a KMI symbol list (abi_gki format) lacks."""
-    allowed = set()
-    for line in symbol_list.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line and not line.startswith("["):
-            allowed.add(line)
-    own = {m["name"] for m in manifest["modules"]}  # type: ignore[index, union-attr]
-    problems = []
-    for mod in manifest["modules"]:  # type: ignore[union-attr]
-        for imp in mod["imports"]:
-            if imp["provider"] in own or imp["provider"].endswith(".ko"):
-                continue
-            if imp["symbol"] not in allowed:
-                problems.append(f"{mod['file']}: {imp['symbol']} is not in {symbol_list}")
-    return problems

@@ -29,18 +29,6 @@ def test_read_symvers(tmp_path: Path) -> None:
     assert table["foo"] == ("mymod", "")
 
 
-def test_symbol_list_check(tmp_path: Path) -> None:
-    lst = tmp_path / "abi_gki_aarch64"
-    lst.write_text("[abi_symbol_list]\n  # core\n  dma_buf_export\n  printk\n")
-    manifest = {"modules": [
-        {"name": "a", "file": "a.ko", "imports": [
-            {"symbol": "dma_buf_export", "provider": "vmlinux", "namespace": "DMA_BUF"},
-            {"symbol": "secret", "provider": "vmlinux", "namespace": ""}]},
-        {"name": "b", "file": "b.ko", "imports": [
-            {"symbol": "a_helper", "provider": "a", "namespace": ""}]}]}
-    assert modules.check_symbol_list(manifest, lst) == [f"a.ko: secret is not in {lst}"]
-
-
 def test_gcma_api_detection(tmp_path: Path) -> None:
     ours, android, none = tmp_path / "ours", tmp_path / "android", tmp_path / "none"
     (ours / "source/include/linux").mkdir(parents=True)

@@ -117,8 +117,8 @@ class AdbTransport(Transport):
 
         self.serial = serial
         self._server = server
-        port = server.port if server else server_port
-        self._client = adbutils.AdbClient(host="127.0.0.1", port=port or 5037,
+        port = server.port if server else server_port or default_server_port()
+        self._client = adbutils.AdbClient(host="127.0.0.1", port=port,
                                           socket_timeout=connect_timeout)
         self._connect = connect
         self._connect_timeout = connect_timeout
@@ -275,11 +275,16 @@ def _progress_printer(label: str) -> Callable[[int, int], None]:
     return show
 
 
+def default_server_port() -> int:
+    """The user's adb server, as the adb command finds it."""
+    return int(os.environ.get("ANDROID_ADB_SERVER_PORT", "5037"))
+
+
 def devices(server_port: int | None = None) -> list[tuple[str, str]]:
     """(serial, state) of every device the adb server knows."""
     import adbutils
 
-    port = server_port or int(os.environ.get("ANDROID_ADB_SERVER_PORT", "5037"))
+    port = server_port or default_server_port()
     try:
         return [(d.serial, d.state) for d in adbutils.AdbClient(port=port).list()]
     except _errors() as exc:

@@ -14,7 +14,8 @@
  *   shell,v2[,ARGS]:CMD     the shell protocol: stdin, stdout and stderr as
  *                           separate packets, then the exit status
  *   sync:                   STAT, LIST, SEND, RECV, QUIT (push, pull, ls)
- *   root:                   answers that adbd already runs as root
+ *   root:                   answers that adbd already runs as root, or with
+ *                           -u that it cannot (a user build)
  *
  * One process per connection, one poll() loop in each. Every stream follows
  * adb's flow control: one WRTE of ours in flight until the host's OKAY, and
@@ -23,12 +24,17 @@
  * the host does not run on; a push that does not finish leaves the old file
  * as it was (data goes to a temporary file, renamed at DONE).
  *
- * Usage: gcma-adbd [-p PORT]   (default 5555; logs to stderr)
+ * Usage: gcma-adbd [-p PORT] [-u]   (default 5555; logs to stderr)
+ *
+ * -u behaves as adbd on a user (production) build: shells run as the shell
+ * user (uid and gid 2000) and "adb root" is refused, so that the host tools'
+ * handling of that case runs for real.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -102,7 +108,10 @@ struct stream {
 	struct stream *next;
 };
 
+#define AID_SHELL 2000
+
 static int sock = -1;
+static bool user_build;
 static uint32_t max_payload = ADB_MAX_PAYLOAD;
 static uint32_t next_id = 1;
 static struct stream *streams;
@@ -313,6 +322,8 @@ static int shell_start(struct stream *s, const char *cmd)
 	if (s->pid == 0) {
 		setsid();
 		signal(SIGPIPE, SIG_DFL);
+		if (user_build && (setgroups(0, NULL) || setgid(AID_SHELL) || setuid(AID_SHELL)))
+			_exit(126);
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		dup2(s->v2 ? err[1] : out[1], 2);
@@ -678,8 +689,14 @@ static void open_stream(uint32_t peer, const char *service)
 	} else if (!strcmp(service, "sync:")) {
 		s = stream_new(peer, SVC_SYNC);
 	} else if (!strcmp(service, "root:")) {
+		static const char root[] = "adbd is already running as root\n";
+		static const char user[] = "adbd cannot run as root in production builds\n";
+
 		s = stream_new(peer, SVC_TEXT);
-		buf_put(&s->out, "adbd is already running as root\n", 33);
+		if (user_build)
+			buf_put(&s->out, user, sizeof(user) - 1);
+		else
+			buf_put(&s->out, root, sizeof(root) - 1);
 		s->done = true;
 	} else {
 		goto refuse;
@@ -844,12 +861,15 @@ int main(int argc, char **argv)
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
 	int port = 5555, one = 1, opt, lsock;
 
-	while ((opt = getopt(argc, argv, "p:")) != -1) {
-		if (opt != 'p') {
-			fprintf(stderr, "usage: %s [-p PORT]\n", argv[0]);
+	while ((opt = getopt(argc, argv, "p:u")) != -1) {
+		if (opt == 'p') {
+			port = atoi(optarg);
+		} else if (opt == 'u') {
+			user_build = true;
+		} else {
+			fprintf(stderr, "usage: %s [-p PORT] [-u]\n", argv[0]);
 			return 2;
 		}
-		port = atoi(optarg);
 	}
 	if (port <= 0 || port > 65535) {
 		fprintf(stderr, "%s: bad port\n", argv[0]);

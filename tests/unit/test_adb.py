@@ -1,0 +1,161 @@
+"""The adb transport against gcma-adbd built for this host, through a real adb
+server: the Android cases no emulated boot is needed for (several devices,
+a device that goes away mid-push, a user build that refuses adb root)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gcma import adb, targets
+from gcma.errors import TargetError, UserError
+
+ADBD_SOURCE = Path(__file__).resolve().parents[2] / "host_tools/gcma/guest/gcma-adbd.c"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def adbd_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    binary = tmp_path_factory.mktemp("adbd") / "gcma-adbd"
+    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", binary, ADBD_SOURCE],
+                   check=True)
+    return binary
+
+
+class Adbd:
+    """One gcma-adbd on a loopback port, in a process group of its own."""
+
+    def __init__(self, binary: Path, *flags: str) -> None:
+        self.port = _free_port()
+        self.proc = subprocess.Popen([binary, "-p", str(self.port), *flags],
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while socket.socket().connect_ex(("127.0.0.1", self.port)) != 0:
+            assert time.monotonic() < deadline and self.proc.poll() is None
+            time.sleep(0.02)
+
+    @property
+    def serial(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill(self) -> None:
+        """The device goes away: the daemon and its connection processes."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[adb.AdbServer]:
+    srv = adb.AdbServer(_free_port(), tmp_path / "adb-server.log")
+    srv.start()
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(srv.port))
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def device(adbd_binary: Path) -> Iterator[Adbd]:
+    d = Adbd(adbd_binary)
+    yield d
+    d.kill()
+
+
+def connect(server: adb.AdbServer, *devices: Adbd) -> None:
+    import adbutils
+
+    client = adbutils.AdbClient(port=server.port)
+    for d in devices:
+        assert "connected to" in client.connect(d.serial, timeout=10)
+        client.wait_for(d.serial, state="device", timeout=10)
+
+
+def test_shell_status_and_separate_stderr(server: adb.AdbServer, device: Adbd) -> None:
+    with adb.AdbTransport(device.serial, connect=True) as t:
+        res = t.run("echo out; echo err >&2; exit 5")
+        assert (res.exit_status, res.stdout, res.stderr) == (5, "out\n", "err\n")
+        with pytest.raises(TargetError, match="timed out after 1"):
+            t.run("sleep 30; echo never", timeout=1)
+
+
+def test_several_devices_and_no_serial_is_a_clear_error(server: adb.AdbServer, device: Adbd,
+                                                        adbd_binary: Path) -> None:
+    other = Adbd(adbd_binary)
+    try:
+        connect(server, device, other)
+        spec = targets.parse("targets:\n  phone:\n    transport: adb\n", "t.yaml")["phone"]
+        with pytest.raises(UserError) as err:
+            targets.transport(spec)
+        message = str(err.value)
+        assert "2 devices are attached" in message
+        assert device.serial in message and other.serial in message
+        assert "set 'serial' in targets.yaml" in message
+        named = targets.parse(f"targets:\n  phone:\n    transport: adb\n"
+                              f"    serial: {other.serial}\n", "t.yaml")["phone"]
+        with targets.transport(named) as t:
+            assert t.check("echo hi") == "hi\n"
+    finally:
+        other.kill()
+
+
+def test_device_gone_mid_push_fails_clearly_and_leaves_no_partial_file(
+        server: adb.AdbServer, device: Adbd, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(32 << 20))
+    dest = tmp_path / "on-device" / "big.bin"
+
+    def progress(done: int, total: int) -> None:
+        if done >= 8 << 20:
+            device.kill()
+
+    with adb.AdbTransport(device.serial, connect=True, connect_timeout=10) as t:
+        t.default_timeout = 20
+        with pytest.raises(TargetError, match=r"push .* failed after \d+ of 33554432 bytes"):
+            t.push(big, str(dest), progress=progress)
+    assert not dest.exists()
+
+
+def test_a_user_build_refuses_root_with_a_clear_message(server: adb.AdbServer,
+                                                        adbd_binary: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("run as root: gcma-adbd -u drops to the shell user, as adbd does")
+    user = Adbd(adbd_binary, "-u")
+    try:
+        with adb.AdbTransport(user.serial, connect=True) as t:
+            assert t.check("id -u").strip() == "2000"
+            with pytest.raises(UserError, match=r"production builds.*userdebug or eng build"):
+                t.root()
+    finally:
+        user.kill()
+
+
+def test_pull_of_a_missing_file_names_the_reason(server: adb.AdbServer, device: Adbd,
+                                                 tmp_path: Path) -> None:
+    with adb.AdbTransport(device.serial, connect=True) as t, \
+            pytest.raises(TargetError, match="open /no/such: No such file or directory"):
+        t.pull("/no/such", tmp_path / "x")
+    assert not list(tmp_path.glob("x*"))
+
+
+def test_the_private_server_goes_with_the_transport(tmp_path: Path, device: Adbd) -> None:
+    srv = adb.AdbServer(_free_port(), tmp_path / "log")
+    srv.start()
+    with adb.AdbTransport(device.serial, connect=True, server=srv) as t:
+        t.check("true")
+    assert not srv.alive()
+    assert socket.socket().connect_ex(("127.0.0.1", srv.port)) != 0

@@ -256,6 +256,24 @@ class AdbTransport(Transport):
             time.sleep(0.5)
         raise TargetError(f"{self._where()}: still not root after adb root ({said.strip()})")
 
+    def reboot(self, timeout: float = 300.0) -> None:
+        """adb reboot, then wait until the device is back and answers."""
+        try:
+            self._dev().reboot()
+        except _errors() as exc:
+            raise TargetError(f"{self._where()}: adb reboot failed: {exc}") from exc
+        self._device = None
+        time.sleep(2)  # it takes a moment to go offline
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.run("echo up", timeout=10).stdout.strip() == "up":
+                    return
+            except TargetError:
+                self._device = None
+            time.sleep(1)
+        raise TargetError(f"{self._where()}: not back {timeout:.0f}s after adb reboot")
+
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()

@@ -442,8 +442,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                             f"({spec.source}): build the modules against it (gcma modules "
                             f"build --kdir DIR) and name their dist folder with --modules")
         dist = modules.dist_dir(variant=spec.kernel.variant)
-    with targets.transport(spec) as t:
-        result = deploy.deploy(t, spec, dist)
+    try:
+        with targets.transport(spec) as t:
+            result = deploy.deploy(t, spec, dist)
+    except deploy.NeedsReboot:
+        if not args.reboot:
+            raise
+        deploy.reboot(spec, dist)
+        with targets.transport(spec) as t:
+            result = deploy.deploy(t, spec, dist)
+        result.rebooted = True
+    if args.smoke:
+        with targets.transport(spec) as t:
+            result.smoke = deploy.smoke(t, spec, result.heaps,
+                                        rootfs.programs_dir() / deploy.SMOKE_PROGRAM)
     report = paths.out_dir() / "report" / f"deploy-{spec.name}.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(json.dumps(asdict(result), indent=2) + "\n")
@@ -455,6 +467,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
               f"{', '.join(result.heaps) or 'none'}")
     for line in result.kernel_log:
         print(f"  {line}")
+    for line in result.smoke:
+        print(f"smoke: {line}")
     print(f"report: {report}")
     return 0
 
@@ -720,6 +734,11 @@ def build_parser() -> argparse.ArgumentParser:
     target_opt(p)
     p.add_argument("--modules", type=Path, default=None,
                    help="a module dist folder (default: ours, built for the target's kernel)")
+    p.add_argument("--reboot", action="store_true",
+                   help="reboot the target when a loaded module cannot be unloaded "
+                        "(gcma_heap), then load the new ones")
+    p.add_argument("--smoke", action="store_true",
+                   help="then allocate, check and free a few buffers on each heap")
     p.set_defaults(func=cmd_deploy)
 
     t = sub.add_parser("target", help="the emulated target").add_subparsers(

@@ -43,6 +43,10 @@ _RELEVANT = re.compile(r"gcma|insmod|module|Unknown symbol|disagrees about|avc: 
                        r"taint|reserved[- ]mem|dma.heap", re.IGNORECASE)
 
 
+class NeedsReboot(UserError):
+    """A loaded module that must be replaced cannot be unloaded."""
+
+
 @dataclass(frozen=True)
 class LocalModule:
     name: str
@@ -60,6 +64,8 @@ class DeployResult:
     pushed: list[str] = field(default_factory=list)
     heaps: list[str] = field(default_factory=list)
     kernel_log: list[str] = field(default_factory=list)
+    smoke: list[str] = field(default_factory=list)
+    rebooted: bool = False
     seconds: float = 0.0
 
 
@@ -144,8 +150,9 @@ def _unload(t: Transport, mods: list[LocalModule]) -> list[str]:
         refs = t.run(f"grep '^{mod.name} ' /proc/modules", timeout=30).stdout.strip()
         why = (res.stderr or res.stdout).strip()
         if "[permanent]" in refs:
-            raise UserError(f"{mod.name} is loaded and cannot be unloaded (a dma-buf heap has "
-                            f"no removal): reboot the target, then deploy again")
+            raise NeedsReboot(f"{mod.name} is loaded and cannot be unloaded (a dma-buf heap "
+                              f"has no removal): reboot the target and deploy again "
+                              f"(gcma deploy --reboot does both)")
         raise UserError(f"cannot unload {mod.name} to replace it: {why or 'in use'} "
                         f"({refs}); free its buffers and users first")
     return done
@@ -242,6 +249,71 @@ def deploy(t: Transport, spec: TargetSpec, dist: Path) -> DeployResult:
     _write_record(t, record_path, record)
     result.seconds = time.monotonic() - t0
     return result
+
+
+def with_skipped(cmdline: str, names: list[str]) -> str:
+    """``cmdline`` whose gcma.skip= also names ``names`` (the emulated target's
+    start-up then leaves those modules of its initramfs unloaded)."""
+    words = cmdline.split()
+    skip: list[str] = []
+    for w in words:
+        if w.startswith("gcma.skip="):
+            skip += [n for n in w.removeprefix("gcma.skip=").split(",") if n]
+    skip += [n for n in names if n not in skip]
+    rest = [w for w in words if not w.startswith("gcma.skip=")]
+    return " ".join([*rest, f"gcma.skip={','.join(skip)}"])
+
+
+def reboot(spec: TargetSpec, dist: Path) -> None:
+    """Reboot so that no module of ``dist`` is loaded; then deploy again."""
+    names = [m.name for m in local_modules(dist)]
+    if spec.transport == "emulated":
+        from gcma.target import EmulatedTarget
+
+        emu = EmulatedTarget(spec.instance or spec.name)
+        state = emu.state() or {}
+        runner.info(f"deploy {spec.name}: restarting the emulated target without "
+                    f"{', '.join(names)}")
+        emu.restart(with_skipped(str(state.get("extra_cmdline", "")), names))
+        return
+    from gcma import targets
+
+    with targets.transport(spec) as t:
+        runner.info(f"deploy {spec.name}: rebooting")
+        if hasattr(t, "reboot"):
+            t.reboot()  # type: ignore[attr-defined]
+        else:
+            raise UserError(f"target {spec.name}: reboot it by hand ({spec.transport}), "
+                            f"then deploy again")
+
+
+#: The smoke test: a few buffers of each heap, zeroed, written and read back.
+SMOKE_PROGRAM = "heap_alloc"
+SMOKE_ARGS = "-s 1M -n 4"
+
+
+def smoke(t: Transport, spec: TargetSpec, heaps: list[str], program: Path) -> list[str]:
+    """heap_alloc on each heap (pushed to the install path if the target
+    lacks it); its summary lines. A failure is a CheckFailed."""
+    if not heaps:
+        raise CheckFailed(f"smoke test on {spec.name}: no heap to test (set 'heaps' in "
+                          f"targets.yaml)")
+    run = SMOKE_PROGRAM
+    if not t.run(f"command -v {SMOKE_PROGRAM}", timeout=30).ok:
+        if not program.exists():
+            raise UserError(f"{program} not built (gcma build)")
+        run = f"{spec.install_path.rstrip('/')}/bin/{SMOKE_PROGRAM}"
+        t.push(program, run, mode=0o755)
+    lines = []
+    for heap in heaps:
+        command = f"{run} {SMOKE_ARGS} {shlex.quote(heap)}"
+        runner.info(f"smoke {spec.name}: {command}")
+        res = t.run(command, timeout=300)
+        lines += [ln for ln in res.stdout.splitlines() if ln.strip()]
+        if not res.ok:
+            raise CheckFailed(f"smoke test on {spec.name}: {command} exited "
+                              f"{res.exit_status}: {(res.stderr or res.stdout).strip()[-500:]}")
+    return lines
 
 
 def _heaps(t: Transport, spec: TargetSpec) -> list[str]:

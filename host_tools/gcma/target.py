@@ -77,6 +77,16 @@ class Artefacts:
                    initrd=rootfs.initramfs_path(variant),
                    dtb=dt.dt_dir() / f"{dtb}.dtb", disks=tuple(disks))
 
+    def to_json(self) -> dict[str, object]:
+        return {"kernel": str(self.kernel), "initrd": str(self.initrd), "dtb": str(self.dtb),
+                "disks": [str(d) for d in self.disks]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Artefacts:
+        return cls(kernel=Path(str(data["kernel"])), initrd=Path(str(data["initrd"])),
+                   dtb=Path(str(data["dtb"])),
+                   disks=tuple(Path(d) for d in data.get("disks", [])))  # type: ignore[attr-defined]
+
     def check(self) -> None:
         for label, path in (("kernel", self.kernel), ("initramfs", self.initrd),
                             ("dtb", self.dtb)):
@@ -281,7 +291,8 @@ class EmulatedTarget:
             state = {"pid": proc.pid, "ssh_port": port, "adb_port": adb_port,
                      "started": time.time(),
                      "machine": asdict(machine), "command": argv,
-                     "artefacts": {k: str(v) for k, v in asdict(art).items()}}
+                     "artefacts": art.to_json(), "extra_cmdline": extra_cmdline,
+                     "detach": detach}
             self.state_file.write_text(json.dumps(state, indent=2) + "\n")
             t0 = time.monotonic()
             while time.monotonic() - t0 < PORT_BIND_TIMEOUT:
@@ -336,6 +347,19 @@ class EmulatedTarget:
         from gcma.ssh import SshTransport
 
         return SshTransport("127.0.0.1", int(state["ssh_port"]), rootfs.ssh_key())  # type: ignore[arg-type]
+
+    def restart(self, extra_cmdline: str | None = None, timeout: float = 300.0) -> None:
+        """Power off and boot again from the same artefacts, machine and
+        command line (or ``extra_cmdline``). The new QEMU is detached: it
+        outlives the command that restarted it, as after gcma target start."""
+        state = self.state()
+        if state is None:
+            raise UserError(f"target {self.name} is not running (gcma target start)")
+        art = Artefacts.from_json(state["artefacts"])  # type: ignore[arg-type]
+        machine = Machine(**state["machine"])  # type: ignore[arg-type]
+        cmdline = str(state.get("extra_cmdline", "")) if extra_cmdline is None else extra_cmdline
+        self.stop()
+        self.start(art, machine, timeout=timeout, extra_cmdline=cmdline, detach=True).close()
 
     def adb_transport(self) -> AdbTransport:
         """adb to the target's gcma-adbd, through a private adb server that

@@ -178,3 +178,18 @@ def test_failed_load_unloads_what_it_loaded_and_says_why(emu: EmulatedTarget,
     with emu.transport() as t:
         loaded = t.check("cat /proc/modules")
     assert "gcma_pin" not in loaded and "gcma_stress" not in loaded
+
+
+def test_reboot_replaces_a_heap_module_then_smoke_tests(emu: EmulatedTarget,
+                                                        targets_file: Path) -> None:
+    gcma(targets_file, "deploy", "--target", "via-adb")
+    res = gcma(targets_file, "deploy", "--target", "changed-params", "--reboot", "--smoke")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(Path(res.stdout.split("report: ")[1].strip()).read_text())
+    assert report["rebooted"] and report["loaded"] == ["gcma_area", "gcma_heap"]
+    smoked = {line.split("heap=")[1].split()[0] for line in report["smoke"] if "heap=" in line}
+    assert {"camera", "video"} <= smoked
+    assert all(" ok=4 " in f" {line} " for line in report["smoke"]), report["smoke"]
+    with emu.transport() as t:
+        # donate=0: the areas are carve-outs now, nothing lent to cleancache.
+        assert t.check("cat /sys/module/gcma_area/parameters/donate").strip() == "N"

@@ -401,5 +401,10 @@ class EmulatedTarget:
         while time.monotonic() - t0 < 10 and process_alive(pid):
             time.sleep(0.1)
         self._kill(pid)
+        # The lock is the truth: QEMU's main thread can be a zombie while its
+        # other threads still run and hold the lock (and its ports).
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10 and lock_held(self.lock_file):
+            time.sleep(0.05)
         self.state_file.unlink(missing_ok=True)
         return True

@@ -66,8 +66,8 @@ def _kbuild_env(tree: Path, arch: str, cc: str) -> Iterator[None]:
            "LD": f"{cross}ld", "CROSS_COMPILE": cross, "HOSTCC": "gcc", "HOSTCXX": "g++",
            "CC_VERSION_TEXT": version[0] if version else "", "RUSTC": "rustc",
            "BINDGEN": "bindgen", "KERNELVERSION": "", "LLVM": ""}
-    if "clang" in cc:
-        env["LLVM"] = "1"
+    if "clang" in cc:  # a GKI build: LLVM=1
+        env.update(LLVM="1", LD="ld.lld", CROSS_COMPILE="")
     saved = {k: os.environ.get(k) for k in env}
     cwd = Path.cwd()
     os.environ.update(env)

@@ -13,37 +13,26 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gcma import (
-    __version__,
+from gcma import __version__, doctor, paths, runner, targets
+from gcma.build import bisect, dt, kconfig, kernel, modules, pipeline, remote, rootfs
+from gcma.build.toolchain import Toolchain
+from gcma.checks import (
     bench,
     bench_report,
-    bisect,
-    deploy,
-    doctor,
-    dt,
     integrity,
-    kconfig,
-    kernel,
     kmi,
     kunit,
     matrix,
-    modules,
-    paths,
-    pipeline,
     pressure,
-    remote,
-    rootfs,
-    runner,
     scenario,
     stress,
-    targets,
 )
 from gcma.errors import INTERNAL_ERROR_EXIT, CheckFailed, GcmaError, UserError
-from gcma.machine import VIRT
 from gcma.report import table
-from gcma.target import Artefacts, EmulatedTarget
-from gcma.toolchain import Toolchain
-from gcma.transport import Transport
+from gcma.targets import deploy
+from gcma.targets.emulated import Artefacts, EmulatedTarget
+from gcma.targets.machine import VIRT
+from gcma.targets.transport import Transport
 
 #: The options every kernel the modules load on must have.
 KCONFIG_REQUIRED = paths.PROJECT / "gki" / "configs" / "required.config"
@@ -393,7 +382,7 @@ def cmd_kconfig_check(args: argparse.Namespace) -> int:
     import gzip
     import tempfile
 
-    from gcma import kconfig_tree
+    from gcma.checks import kconfig_tree
 
     tree = args.kernel_dir or kernel.find_tree(kernel.kernel_paths())
     if tree is None:
@@ -404,7 +393,7 @@ def cmd_kconfig_check(args: argparse.Namespace) -> int:
             spec = targets.resolve(args.name)
             arch = arch or spec.arch
             config = Path(tmp) / "config"
-            with targets.transport(spec) as t:
+            with targets.connect(spec) as t:
                 if not t.run("test -r /proc/config.gz", timeout=30).ok:
                     raise UserError(f"target {spec.name} has no /proc/config.gz "
                                     f"(CONFIG_IKCONFIG_PROC); give its .config with --config")
@@ -443,17 +432,17 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                             f"build --kdir DIR) and name their dist folder with --modules")
         dist = modules.dist_dir(variant=spec.kernel.variant)
     try:
-        with targets.transport(spec) as t:
+        with targets.connect(spec) as t:
             result = deploy.deploy(t, spec, dist)
     except deploy.NeedsReboot:
         if not args.reboot:
             raise
         deploy.reboot(spec, dist)
-        with targets.transport(spec) as t:
+        with targets.connect(spec) as t:
             result = deploy.deploy(t, spec, dist)
         result.rebooted = True
     if args.smoke:
-        with targets.transport(spec) as t:
+        with targets.connect(spec) as t:
             result.smoke = deploy.smoke(t, spec, result.heaps,
                                         rootfs.programs_dir() / deploy.SMOKE_PROGRAM)
     report = paths.out_dir() / "report" / f"deploy-{spec.name}.json"
@@ -475,7 +464,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def _open(name: str) -> Transport:
     """A transport to the target ``name`` (targets.yaml, or a running emulated one)."""
-    return targets.transport(targets.resolve(name))
+    return targets.connect(targets.resolve(name))
 
 
 def cmd_target_shell(args: argparse.Namespace) -> int:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from gcma import integrity, kernel, klog, pipeline
+from gcma.build import kernel, pipeline
+from gcma.checks import integrity, klog
 from gcma.errors import TargetError
-from gcma.ssh import SshTransport
-from gcma.target import Artefacts, EmulatedTarget
+from gcma.targets.emulated import Artefacts, EmulatedTarget
+from gcma.targets.ssh import SshTransport
 
 
 @dataclass

@@ -10,7 +10,8 @@ import shutil
 
 import pytest
 
-from gcma import cli, matrix
+from gcma import cli
+from gcma.checks import matrix
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

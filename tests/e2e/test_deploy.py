@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from gcma import dt, modules, pipeline
+from gcma.build import dt, modules, pipeline
 from gcma.errors import TargetError
-from gcma.target import Artefacts, EmulatedTarget
+from gcma.targets.emulated import Artefacts, EmulatedTarget
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gcma import dt
+from gcma.build import dt
 from gcma.report import parse_kv
-from gcma.target import Artefacts, EmulatedTarget
+from gcma.targets.emulated import Artefacts, EmulatedTarget
 
 from .conftest import Target, heap_stats, pool_stat
 

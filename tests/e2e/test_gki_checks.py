@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kconfig, kernel, kmi, modules
-from gcma.kconfig_tree import load_tree
+from gcma.build import kconfig, kernel, modules
+from gcma.checks import kmi
+from gcma.checks.kconfig_tree import load_tree
 
 from .conftest import Target
 

@@ -11,11 +11,13 @@ from contextlib import contextmanager
 
 import pytest
 
-from gcma import dt, klog, paths
-from gcma.machine import VIRT, Machine
+from gcma import paths
+from gcma.build import dt
+from gcma.checks import klog
 from gcma.report import parse_kv
-from gcma.target import Artefacts, EmulatedTarget
-from gcma.transport import Transport
+from gcma.targets.emulated import Artefacts, EmulatedTarget
+from gcma.targets.machine import VIRT, Machine
+from gcma.targets.transport import Transport
 
 from .conftest import Target, heap_stats, pool_stat
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gcma import integrity
+from gcma.checks import integrity
 
 from .conftest import Target
 

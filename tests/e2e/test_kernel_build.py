@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kernel, modules, paths
+from gcma import paths
+from gcma.build import kernel, modules
+from gcma.build.toolchain import Toolchain
 from gcma.errors import UserError
-from gcma.toolchain import Toolchain
 
 
 def test_metadata_records_inputs(built: None) -> None:

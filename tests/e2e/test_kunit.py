@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gcma import kernel, ktap, kunit, paths
+from gcma import paths
+from gcma.build import kernel
+from gcma.checks import ktap, kunit
 
 
 def test_cleancache_and_gcma_suites_pass(built: None, variant: str) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kernel, paths
+from gcma import paths
+from gcma.build import kernel
 
 pytestmark = pytest.mark.e2e
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kernel, modules, paths, rootfs
-from gcma.toolchain import Toolchain
+from gcma import paths
+from gcma.build import kernel, modules, rootfs
+from gcma.build.toolchain import Toolchain
 
 from .conftest import Target
 

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from gcma import cli, paths, pressure, scenario, stress
+from gcma import cli, paths
+from gcma.checks import pressure, scenario, stress
 from gcma.errors import TargetError
 
 from .conftest import Target, pool_stat

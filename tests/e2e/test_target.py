@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kernel, klog, modules, paths
+from gcma import paths
+from gcma.build import kernel, modules
+from gcma.checks import klog
 from gcma.errors import TargetError
 from gcma.report import parse_kv
-from gcma.target import READY_MARKER, Artefacts, EmulatedTarget, process_alive
+from gcma.targets.emulated import READY_MARKER, Artefacts, EmulatedTarget, process_alive
 
 from .conftest import Target
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from gcma.transport import CommandResult, Transport
+from gcma.targets.transport import CommandResult, Transport
 
 Reply = CommandResult | Callable[[str], CommandResult]
 

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from gcma import adb, targets
+from gcma import targets
 from gcma.errors import TargetError, UserError
+from gcma.targets import adb
 
 ADBD_SOURCE = Path(__file__).resolve().parents[2] / "host_tools/gcma/guest/gcma-adbd.c"
 
@@ -100,14 +101,14 @@ def test_several_devices_and_no_serial_is_a_clear_error(server: adb.AdbServer, d
         connect(server, device, other)
         spec = targets.parse("targets:\n  phone:\n    transport: adb\n", "t.yaml")["phone"]
         with pytest.raises(UserError) as err:
-            targets.transport(spec)
+            targets.connect(spec)
         message = str(err.value)
         assert "2 devices are attached" in message
         assert device.serial in message and other.serial in message
         assert "set 'serial' in targets.yaml" in message
         named = targets.parse(f"targets:\n  phone:\n    transport: adb\n"
                               f"    serial: {other.serial}\n", "t.yaml")["phone"]
-        with targets.transport(named) as t:
+        with targets.connect(named) as t:
             assert t.check("echo hi") == "hi\n"
     finally:
         other.kill()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gcma import bench
+from gcma.checks import bench
 from gcma.errors import CheckFailed
-from gcma.transport import CommandResult
+from gcma.targets.transport import CommandResult
 
 from .fakes import FakeTransport
 

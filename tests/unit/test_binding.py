@@ -2,7 +2,8 @@
 
 from pathlib import Path
 
-from gcma import dt, paths
+from gcma import paths
+from gcma.build import dt
 
 
 def test_emulated_target_overlay_is_valid() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gcma import bisect, kernel, patches
+from gcma.build import bisect, kernel, patches
 from gcma.errors import UserError
 
 

@@ -6,7 +6,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from gcma import cpio
+from gcma.build import cpio
 
 
 def test_archive_lists_with_cpio_and_keeps_nodes_and_links(tmp_path: Path) -> None:

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from gcma import dt
+from gcma.build import dt
 from gcma.errors import UserError
-from gcma.machine import Machine
+from gcma.targets.machine import Machine
 
 MIB = 1 << 20
 

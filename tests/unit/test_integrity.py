@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from gcma import integrity
+from gcma.checks import integrity
 from gcma.errors import CheckFailed
-from gcma.transport import CommandResult
+from gcma.targets.transport import CommandResult
 
 from .fakes import FakeTransport, ok
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kconfig
+from gcma.build import kconfig
 from gcma.errors import UserError
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import kconfiglib
 import pytest
 
-from gcma import kconfig, kconfig_tree
+from gcma.build import kconfig
+from gcma.checks import kconfig_tree
 from gcma.errors import UserError
 
 KCONFIG = """\

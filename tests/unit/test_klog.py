@@ -1,4 +1,4 @@
-from gcma import klog
+from gcma.checks import klog
 
 BAD = {
     "warning": "[    3.1] WARNING: CPU: 0 PID: 1 at mm/cma.c:106 cma_init_reserved_areas+0x1/0x2",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gcma import kmi
+from gcma.checks import kmi
 from gcma.errors import UserError
 
 

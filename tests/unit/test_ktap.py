@@ -1,4 +1,5 @@
-from gcma import ktap, paths
+from gcma import paths
+from gcma.checks import ktap
 
 GOOD = """\
 [    1.000000] KTAP version 1

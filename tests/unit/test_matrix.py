@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gcma import bench_report, matrix
+from gcma.checks import bench_report, matrix
 from gcma.errors import CheckFailed
 
 

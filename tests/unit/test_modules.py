@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from gcma import modules
+from gcma.build import modules
 from gcma.errors import UserError
 
 

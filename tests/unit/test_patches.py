@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from gcma import patches
+from gcma.build import patches
 from gcma.errors import UserError
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gcma import dt, kernel, modules, pipeline, rootfs
-from gcma.toolchain import Toolchain
+from gcma.build import dt, kernel, modules, pipeline, rootfs
+from gcma.build.toolchain import Toolchain
 
 
 def test_module_builds_use_the_callers_toolchain(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ import pytest
 
 from gcma import runner
 from gcma.errors import CommandFailed, CommandTimedOut, InfraError
-from gcma.target import process_alive
+from gcma.targets.emulated import process_alive
 
 
 def test_format_command_reproduces_quoting() -> None:

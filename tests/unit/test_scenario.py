@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gcma import cli, scenario, stress
+from gcma import cli
+from gcma.checks import scenario, stress
 from gcma.errors import TargetError
 
 GOOD = """\
@@ -136,7 +137,7 @@ def test_a_torn_line_is_an_infrastructure_error() -> None:
 
 
 def test_pressures_parse_in_order_once_each_and_all() -> None:
-    from gcma import pressure
+    from gcma.checks import pressure
     from gcma.errors import UserError
 
     assert [p.name for p in pressure.parse(["anon,pinned", "anon", "pagecache"])] == [

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from gcma import target as target_mod
 from gcma.errors import TargetError, UserError
-from gcma.machine import Machine
-from gcma.target import Artefacts, EmulatedTarget
-from gcma.transport import CommandResult
+from gcma.targets import emulated as target_mod
+from gcma.targets.emulated import Artefacts, EmulatedTarget
+from gcma.targets.machine import Machine
+from gcma.targets.transport import CommandResult
 
 from .fakes import FAKE_QEMU, FakeTransport, ok
 

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from gcma.errors import UserError
-from gcma.transport import Transport
+from gcma.targets.transport import Transport
 
 TRANSPORTS = ("emulated", "adb", "ssh")
 ARCHES = ("arm64", "x86_64")
@@ -262,7 +262,7 @@ def resolve(name: str, files: list[Path] | None = None) -> TargetSpec:
     specs = load(files)
     if name in specs:
         return specs[name]
-    from gcma.target import EmulatedTarget
+    from gcma.targets.emulated import EmulatedTarget
 
     if EmulatedTarget(name).state() is not None:
         return replace(specs["emulated"], name=name, source="a running emulated target")
@@ -270,19 +270,19 @@ def resolve(name: str, files: list[Path] | None = None) -> TargetSpec:
                     f"is not in targets.yaml (known: {', '.join(sorted(specs))})")
 
 
-def transport(spec: TargetSpec) -> Transport:
+def connect(spec: TargetSpec) -> Transport:
     """A connected transport to the target (an emulated one must be running)."""
     if spec.transport == "emulated":
-        from gcma.target import EmulatedTarget
+        from gcma.targets.emulated import EmulatedTarget
 
         emu = EmulatedTarget(spec.instance or spec.name)
         return emu.adb_transport() if spec.connect == "adb" else emu.transport()
     if spec.transport == "ssh":
-        from gcma.ssh import SshTransport
+        from gcma.targets.ssh import SshTransport
 
         key = spec.key or Path.home() / ".ssh" / "id_ed25519"
         return SshTransport(spec.host or "", spec.port or 22, key, user=spec.user)
-    from gcma import adb
+    from gcma.targets import adb
 
     serial = spec.serial
     if serial is None:

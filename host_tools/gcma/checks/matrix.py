@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gcma import bench, integrity, pressure, stress
+from gcma.checks import bench, integrity, pressure, stress
+from gcma.checks.scenario import Scenario
 from gcma.errors import CheckFailed, TargetError
-from gcma.scenario import Scenario
-from gcma.transport import Transport
+from gcma.targets.transport import Transport
 
 AREA_SYSFS = "/sys/kernel/gcma_area"
 POOLS = "/sys/kernel/mm/cleancache/pools"

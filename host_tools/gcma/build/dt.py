@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gcma import paths, runner
 from gcma.errors import UserError
-from gcma.machine import Machine
+from gcma.targets.machine import Machine
 
 #: QEMU virt puts RAM at 1 GiB.
 VIRT_RAM_BASE = 0x40000000

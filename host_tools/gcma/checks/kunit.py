@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import re
 
-from gcma import dt, kernel, klog, ktap, paths, runner
+from gcma import paths, runner
+from gcma.build import dt, kernel
+from gcma.checks import klog, ktap
 from gcma.errors import CheckFailed, GcmaError
-from gcma.target import Artefacts, EmulatedTarget
+from gcma.targets.emulated import Artefacts, EmulatedTarget
 
 # GCMA's line for an area it lends to cleancache.
 _LENT = re.compile(r"gcma: (\S+): \d+ pages at pfn \S+ lent to cleancache")

@@ -16,10 +16,10 @@ import shlex
 from collections import Counter
 from typing import Any
 
-from gcma import pressure
+from gcma.checks import pressure
+from gcma.checks.scenario import Scenario
 from gcma.errors import CheckFailed, TargetError, UserError
-from gcma.scenario import Scenario
-from gcma.transport import Transport
+from gcma.targets.transport import Transport
 
 REMOTE_DIR = "/tmp"
 

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcma import klog, runner
+from gcma import runner
+from gcma.checks import klog
 from gcma.errors import CheckFailed, TargetError, UserError
 from gcma.targets import TargetSpec
-from gcma.transport import Transport
+from gcma.targets.transport import Transport
 
 #: The record of the last deploy, in the install path.
 RECORD = ".gcma-deploy.json"
@@ -268,7 +269,7 @@ def reboot(spec: TargetSpec, dist: Path) -> None:
     """Reboot so that no module of ``dist`` is loaded; then deploy again."""
     names = [m.name for m in local_modules(dist)]
     if spec.transport == "emulated":
-        from gcma.target import EmulatedTarget
+        from gcma.targets.emulated import EmulatedTarget
 
         emu = EmulatedTarget(spec.instance or spec.name)
         state = emu.state() or {}
@@ -278,7 +279,7 @@ def reboot(spec: TargetSpec, dist: Path) -> None:
         return
     from gcma import targets
 
-    with targets.transport(spec) as t:
+    with targets.connect(spec) as t:
         runner.info(f"deploy {spec.name}: rebooting")
         if hasattr(t, "reboot"):
             t.reboot()  # type: ignore[attr-defined]

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gcma import kconfig, patches, paths, runner
+from gcma import paths, runner
+from gcma.build import kconfig, patches
+from gcma.build.toolchain import Toolchain
 from gcma.errors import CommandFailed, UserError
-from gcma.toolchain import Toolchain
 
 DEBIAN_PACKAGE = "linux-source-6.12"
 DEFAULT_TARBALL = Path("/usr/src/linux-source-6.12.tar.xz")

@@ -18,7 +18,8 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 
-from gcma import cpio, kernel, paths, runner
+from gcma import paths, runner
+from gcma.build import cpio, kernel
 from gcma.errors import InfraError, UserError
 
 #: Debian arm64 packages unpacked into the guest (with their library deps).

@@ -39,10 +39,10 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from gcma import integrity
+from gcma.checks import integrity
 from gcma.errors import CheckFailed
 from gcma.report import parse_kv
-from gcma.transport import Transport
+from gcma.targets.transport import Transport
 
 CGROUP = "/sys/fs/cgroup/gcma-bench"
 CLEANCACHE = integrity.CLEANCACHE

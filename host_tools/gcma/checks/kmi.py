@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gcma.build.modules import read_symvers
 from gcma.errors import UserError
-from gcma.modules import read_symvers
 
 HEADER = "[abi_symbol_list]"
 

@@ -26,13 +26,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gcma import dt, kernel, klog, paths, rootfs, runner
+from gcma import paths, runner
+from gcma.build import dt, kernel, rootfs
+from gcma.checks import klog
 from gcma.errors import TargetError, UserError
-from gcma.machine import PL011_BASE, Machine
+from gcma.targets.machine import PL011_BASE, Machine
 
 if TYPE_CHECKING:  # fabric and adbutils are imported only by commands that use them
-    from gcma.adb import AdbTransport
-    from gcma.ssh import SshTransport
+    from gcma.targets.adb import AdbTransport
+    from gcma.targets.ssh import SshTransport
 
 READY_MARKER = "GCMA-TARGET-READY"
 #: Where gcma-adbd listens in the guest (adb's default TCP port); QEMU
@@ -344,7 +346,7 @@ class EmulatedTarget:
         state = self.state()
         if state is None:
             raise UserError(f"target {self.name} is not running (gcma target start)")
-        from gcma.ssh import SshTransport
+        from gcma.targets.ssh import SshTransport
 
         return SshTransport("127.0.0.1", int(state["ssh_port"]), rootfs.ssh_key())  # type: ignore[arg-type]
 
@@ -364,7 +366,7 @@ class EmulatedTarget:
     def adb_transport(self) -> AdbTransport:
         """adb to the target's gcma-adbd, through a private adb server that
         the transport stops on close."""
-        from gcma.adb import AdbServer, AdbTransport
+        from gcma.targets.adb import AdbServer, AdbTransport
 
         state = self.state()
         if state is None:

@@ -16,9 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gcma import kernel, patches, paths, runner
+from gcma import paths, runner
+from gcma.build import kernel, patches
+from gcma.build.toolchain import Toolchain
 from gcma.errors import CommandFailed, UserError
-from gcma.toolchain import Toolchain
 
 _NEW_SYMBOL = re.compile(r"^\+(?:menu)?config\s+(\w+)", re.MULTILINE)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import kconfiglib
 
-from gcma import kconfig
+from gcma.build import kconfig
 from gcma.errors import UserError
 
 #: The bare ``modules`` property of Linux >= 5.13 (init/Kconfig, MODULES).

@@ -6,12 +6,13 @@ import json
 import time
 from pathlib import Path
 
-from gcma import dt, kernel, modules, paths, rootfs, runner
+from gcma import paths, runner
+from gcma.build import dt, kernel, modules, rootfs
+from gcma.build.toolchain import Toolchain
 from gcma.errors import CheckFailed
-from gcma.machine import VIRT
 from gcma.report import parse_kv, table
-from gcma.target import EmulatedTarget
-from gcma.toolchain import Toolchain
+from gcma.targets.emulated import EmulatedTarget
+from gcma.targets.machine import VIRT
 
 VENDOR_MODULES = paths.PROJECT / "vendor_modules"
 #: Kernel modules that test scenarios load on the target (not vendor modules).

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from gcma.errors import TargetError, UserError
 from gcma.report import parse_kv
-from gcma.transport import Transport
+from gcma.targets.transport import Transport
 
 STATE_DIR = "/tmp/gcma-pressure"
 

@@ -9,7 +9,7 @@ import invoke
 import paramiko
 
 from gcma.errors import TargetError
-from gcma.transport import CommandResult, Transport
+from gcma.targets.transport import CommandResult, Transport
 
 #: Seconds between ssh keepalives: a target that died (a kernel hang, a
 #: cable) is noticed instead of waited on.

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gcma import klog
+from gcma.checks import klog
 from gcma.errors import CheckFailed
-from gcma.transport import Transport
+from gcma.targets.transport import Transport
 
 CLEANCACHE = "/sys/kernel/mm/cleancache"
 STRESS_PARAMS = "/sys/module/gcma_stress/parameters"

@@ -14,9 +14,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gcma import kernel, paths, runner
+from gcma import paths, runner
+from gcma.build import kernel
+from gcma.build.toolchain import Toolchain, for_kernel_tree
 from gcma.errors import InfraError, UserError
-from gcma.toolchain import Toolchain, for_kernel_tree
 
 #: A module build's step timeout, s.
 BUILD_TIMEOUT = 1800.0

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from gcma import runner
 from gcma.errors import InfraError, TargetError, UserError
-from gcma.transport import CommandResult, Transport
+from gcma.targets.transport import CommandResult, Transport
 
 if TYPE_CHECKING:
     import adbutils

@@ -1,0 +1,2 @@
+"""Build stages: kernel, modules, device tree, root filesystem, here or on a
+build machine."""

@@ -193,3 +193,28 @@ def test_reboot_replaces_a_heap_module_then_smoke_tests(emu: EmulatedTarget,
     with emu.transport() as t:
         # donate=0: the areas are carve-outs now, nothing lent to cleancache.
         assert t.check("cat /sys/module/gcma_area/parameters/donate").strip() == "N"
+
+
+def test_a_dt_less_target_gets_its_areas_from_reserve_mem(built: None, tmp_path: Path) -> None:
+    """As on x86_64 Cuttlefish: the areas are reserve_mem= regions, and
+    deploy tells gcma_area.ko so from the target's description."""
+    emu = EmulatedTarget(f"pytest-{os.getpid()}-rmem")
+    emu.start(Artefacts.default("default", dt.DEFAULT_DTB), timeout=300,
+              extra_cmdline=f"{SKIP} reserve_mem=16M:4096:gcma_rm").close()
+    try:
+        path = tmp_path / "targets.yaml"
+        path.write_text(f"targets:\n  cf-like:\n    transport: emulated\n"
+                        f"    instance: {emu.name}\n    connect: adb\n"
+                        f"    kernel: {{variant: default}}\n"
+                        f"    areas: {{source: reserve_mem, names: [gcma_rm]}}\n"
+                        f"    heaps: [gcma_rm]\n")
+        res = gcma(path, "deploy", "--target", "cf-like", "--smoke")
+        assert res.returncode == 0, res.stderr
+        assert "heaps gcma_rm" in res.stdout
+        assert "smoke: heap=gcma_rm size=1048576 count=4 ok=4" in res.stdout
+        with emu.transport() as t:
+            assert t.check("cat /sys/module/gcma_area/parameters/source").strip() == \
+                "reserve_mem"
+            assert "camera" not in t.check("ls /dev/dma_heap").split()
+    finally:
+        emu.stop()

@@ -677,8 +677,10 @@ static void open_stream(uint32_t peer, const char *service)
 		if (!cmd)
 			goto refuse;
 		s = stream_new(peer, SVC_SHELL);
-		/* shell,v2,TERM=xterm,raw:CMD: only v2 matters; pty and raw are
-		 * both served with pipes. */
+		/*
+		 * shell,v2,TERM=xterm,raw:CMD: only v2 matters; pty and raw are
+		 * both served with pipes.
+		 */
 		s->v2 = service[5] == ',' && memmem(service, cmd - service, "v2", 2);
 		if (shell_start(s, cmd + 1))
 			goto fail;

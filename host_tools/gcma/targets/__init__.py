@@ -73,6 +73,16 @@ class TargetSpec:
     area_names: tuple[str, ...] = ()
     heaps: tuple[str, ...] = ()
 
+    def module_params(self, module: str) -> str:
+        """What ``module`` is loaded with: the target's ``params``; and for
+        gcma_area on a target whose areas come from reserve_mem= (no device
+        tree), where they come from, unless ``params`` says so itself."""
+        given = self.params.get(module, "")
+        if module == "gcma_area" and self.area_source == "reserve_mem" \
+                and "source=" not in given:
+            given = f"{given} source=reserve_mem names={','.join(self.area_names)}".strip()
+        return given
+
 
 _EMULATED = {"transport": "emulated", "arch": "arm64", "kernel": {"variant": "default"},
              "install_path": "/data/local/tmp/gcma", "areas": {"source": "dt"},

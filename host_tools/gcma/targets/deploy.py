@@ -178,12 +178,12 @@ def deploy(t: Transport, spec: TargetSpec, dist: Path) -> DeployResult:
         entry = entry if isinstance(entry, dict) else {}
         return (loaded.get(mod.name) != mod.build_id
                 or entry.get("sha256", mod.sha256) != mod.sha256
-                or entry.get("params", "") != spec.params.get(mod.name, ""))
+                or entry.get("params", "") != spec.module_params(mod.name))
 
     first = next((i for i, m in enumerate(mods) if changed(m)), None)
     record = {"modules": {**previous, **{
         m.name: {"build_id": m.build_id, "sha256": m.sha256,
-                 "params": spec.params.get(m.name, "")} for m in mods}}}
+                 "params": spec.module_params(m.name)} for m in mods}}}
     if first is None:
         if record["modules"] != previous:  # first sight of modules loaded otherwise
             _write_record(t, record_path, record)
@@ -214,7 +214,7 @@ def deploy(t: Transport, spec: TargetSpec, dist: Path) -> DeployResult:
     result.action = "loaded"
     try:
         for mod in redo:
-            params = spec.params.get(mod.name, "")
+            params = spec.module_params(mod.name)
             command = f"insmod {shlex.quote(f'{install}/{mod.path.name}')} {params}".strip()
             runner.info(f"deploy {spec.name}: {command}")
             res = t.run(command, timeout=120)

@@ -164,12 +164,13 @@ static uint32_t get_le32(const unsigned char *p)
 	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+/* Read or write all of len bytes: -1 on an error or the end of the stream. */
+static int io_all(int fd, void *data, size_t len, bool out)
 {
-	const unsigned char *p = data;
+	unsigned char *p = data;
 
 	while (len) {
-		ssize_t n = write(fd, p, len);
+		ssize_t n = out ? write(fd, p, len) : read(fd, p, len);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -181,21 +182,14 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
+static int write_all(int fd, const void *data, size_t len)
+{
+	return io_all(fd, (void *)data, len, true);
+}
+
 static int read_all(int fd, void *data, size_t len)
 {
-	unsigned char *p = data;
-
-	while (len) {
-		ssize_t n = read(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= n;
-	}
-	return 0;
+	return io_all(fd, data, len, false);
 }
 
 /* The host side is gone: there is nobody to report to. */

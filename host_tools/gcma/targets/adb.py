@@ -245,16 +245,23 @@ class AdbTransport(Transport):
         if "production builds" in said or "cannot" in said:
             raise UserError(f"{self._where()}: {said.strip()}: loading modules needs a "
                             f"userdebug or eng build (adb root)")
+        if not self._wait_for("id -u", "0", self._connect_timeout):
+            raise TargetError(f"{self._where()}: still not root after adb root "
+                              f"({said.strip()})")
+
+    def _wait_for(self, command: str, answer: str, timeout: float) -> bool:
+        """After adbd restarted (root, reboot): poll until ``command`` answers
+        ``answer``, reconnecting as needed; False after ``timeout`` s."""
         self._device = None
-        deadline = time.monotonic() + self._connect_timeout
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.run("id -u", timeout=10).stdout.strip() == "0":
-                    return
+                if self.run(command, timeout=10).stdout.strip() == answer:
+                    return True
             except TargetError:
                 self._device = None
             time.sleep(0.5)
-        raise TargetError(f"{self._where()}: still not root after adb root ({said.strip()})")
+        return False
 
     def reboot(self, timeout: float = 300.0) -> None:
         """adb reboot, then wait until the device is back and answers."""
@@ -262,17 +269,9 @@ class AdbTransport(Transport):
             self._dev().reboot()
         except _errors() as exc:
             raise TargetError(f"{self._where()}: adb reboot failed: {exc}") from exc
-        self._device = None
         time.sleep(2)  # it takes a moment to go offline
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if self.run("echo up", timeout=10).stdout.strip() == "up":
-                    return
-            except TargetError:
-                self._device = None
-            time.sleep(1)
-        raise TargetError(f"{self._where()}: not back {timeout:.0f}s after adb reboot")
+        if not self._wait_for("echo up", "up", timeout):
+            raise TargetError(f"{self._where()}: not back {timeout:.0f}s after adb reboot")
 
     def close(self) -> None:
         if self._server is not None:

@@ -131,6 +131,60 @@ def test_device_gone_mid_push_fails_clearly_and_leaves_no_partial_file(
     assert not dest.exists()
 
 
+def test_host_side_drop_mid_push_leaves_nothing_behind(server: adb.AdbServer, device: Adbd,
+                                                        tmp_path: Path) -> None:
+    """The adb server goes (a host crash, adb kill-server): the device drops
+    the half-written temporary file, and the old file is as it was."""
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(32 << 20))
+    dest = tmp_path / "on-device" / "big.bin"
+    dest.parent.mkdir()
+    dest.write_text("old")
+
+    def progress(done: int, total: int) -> None:
+        if done >= 8 << 20:
+            server.stop()
+
+    with adb.AdbTransport(device.serial, connect=True, connect_timeout=10) as t:
+        t.default_timeout = 20
+        with pytest.raises(TargetError, match=r"push .* failed after \d+ of 33554432 bytes"):
+            t.push(big, str(dest), progress=progress)
+    deadline = time.monotonic() + 5
+    while len(list(dest.parent.iterdir())) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(dest.parent.iterdir()) == [dest] and dest.read_text() == "old"
+
+
+def test_a_shell_that_closed_its_output_blocks_nothing(server: adb.AdbServer,
+                                                       device: Adbd) -> None:
+    """Streams share one connection: a shell still running after closing
+    stdout and stderr must not hold up the others."""
+    import threading
+
+    with adb.AdbTransport(device.serial, connect=True) as t:
+        slow = threading.Thread(target=t.run, args=("exec >/dev/null 2>&1; sleep 3",))
+        slow.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        assert t.check("echo quick") == "quick\n"
+        assert time.monotonic() - t0 < 2
+        slow.join()
+        res = t.run("exec >/dev/null 2>&1; exit 6")
+        assert res.exit_status == 6
+
+
+def test_shells_get_default_signals_and_pushes_follow_symlinks(
+        server: adb.AdbServer, device: Adbd, tmp_path: Path) -> None:
+    (tmp_path / "real").write_text("old")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "new").write_text("new")
+    with adb.AdbTransport(device.serial, connect=True) as t:
+        ignored = t.check("grep SigIgn /proc/self/status").split()[1]
+        assert int(ignored, 16) == 0
+        t.push(tmp_path / "new", str(tmp_path / "link"))
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real").read_text() == "new"
+
+
 def test_a_user_build_refuses_root_with_a_clear_message(server: adb.AdbServer,
                                                         adbd_binary: Path) -> None:
     if os.geteuid() != 0:

@@ -48,6 +48,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,6 +68,8 @@
 #define SYNC_DATA_MAX (64 * 1024)
 /* Output buffered per stream before we stop reading a shell's pipes. */
 #define OUT_HIGH_WATER (256 * 1024)
+/* Shell streams served at once (each polls up to four fds). */
+#define MAX_SHELLS 64
 
 #define BANNER "device::ro.product.name=gcma_emulated;ro.product.model=gcma_emulated;" \
 	"ro.product.device=gcma_emulated;features=shell_v2,cmd"
@@ -98,12 +101,18 @@ struct stream {
 	bool close_stdin;	/* shell v2: close stdin once 'in' is written */
 	/* shell */
 	pid_t pid;
+	int pidfd;		/* readable once the shell exited (-1: none) */
+	int status;		/* its wait status, once reaped */
+	bool reaped;
 	int fd_in, fd_out, fd_err;
 	/* sync */
 	int recv_fd;		/* RECV: the file being sent */
 	int send_fd;		/* SEND: the temporary file being written */
 	char send_tmp[PATH_MAX], send_path[PATH_MAX];
 	char send_err[PATH_MAX + 128];	/* SEND: first error, reported at DONE */
+	bool send_direct;	/* SEND: into an existing non-regular file */
+	bool send_link;		/* SEND: a symlink; its target is collected */
+	struct buf link;
 	bool sending;		/* SEND: between the request and DONE */
 	struct stream *next;
 };
@@ -197,9 +206,14 @@ static void connection_lost(void)
 {
 	struct stream *s;
 
-	for (s = streams; s; s = s->next)
-		if (s->pid > 0)
+	for (s = streams; s; s = s->next) {
+		if (s->pid > 0) {
 			kill(-s->pid, SIGKILL);
+			kill(s->pid, SIGKILL);
+		}
+		if (s->send_fd >= 0 && !s->send_direct)
+			unlink(s->send_tmp);
+	}
 	exit(0);
 }
 
@@ -243,6 +257,7 @@ static struct stream *stream_new(uint32_t peer, enum svc svc)
 	s->peer = peer;
 	s->svc = svc;
 	s->pid = -1;
+	s->pidfd = -1;
 	s->fd_in = s->fd_out = s->fd_err = -1;
 	s->recv_fd = s->send_fd = -1;
 	s->next = streams;
@@ -268,18 +283,23 @@ static void stream_free(struct stream *s)
 			break;
 		}
 	}
-	if (s->pid > 0) {
-		kill(-s->pid, SIGKILL);
-		waitpid(s->pid, NULL, 0);
-	}
 	close_fd(&s->fd_in);
 	close_fd(&s->fd_out);
 	close_fd(&s->fd_err);
+	close_fd(&s->pidfd);
+	if (s->pid > 0) {
+		/* The group, and the shell itself in case it has no group yet. */
+		kill(-s->pid, SIGKILL);
+		kill(s->pid, SIGKILL);
+		waitpid(s->pid, NULL, 0);
+	}
 	close_fd(&s->recv_fd);
 	if (s->send_fd >= 0) {
 		close_fd(&s->send_fd);
-		unlink(s->send_tmp);
+		if (!s->send_direct)
+			unlink(s->send_tmp);
 	}
+	free(s->link.p);
 	free(s->out.p);
 	free(s->in.p);
 	free(s->v2in.p);
@@ -314,8 +334,15 @@ static int shell_start(struct stream *s, const char *cmd)
 	if (s->pid < 0)
 		goto close_err;
 	if (s->pid == 0) {
+		sigset_t none;
+		int sig;
+
 		setsid();
-		signal(SIGPIPE, SIG_DFL);
+		/* rcS starts us with SIGINT and SIGQUIT ignored: not the shell. */
+		for (sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		if (user_build && (setgroups(0, NULL) || setgid(AID_SHELL) || setuid(AID_SHELL)))
 			_exit(126);
 		dup2(in[0], 0);
@@ -331,6 +358,7 @@ static int shell_start(struct stream *s, const char *cmd)
 	}
 	close(in[0]);
 	close(out[1]);
+	s->pidfd = syscall(SYS_pidfd_open, s->pid, 0);
 	s->fd_in = in[1];
 	s->fd_out = out[0];
 	if (s->v2) {
@@ -354,17 +382,38 @@ close_in:
 	return -1;
 }
 
-/* Both output pipes are at EOF: collect the exit status and finish. */
-static void shell_finish(struct stream *s)
+/* The shell exited (its pidfd is readable): collect its status. */
+static void shell_reap(struct stream *s)
 {
-	int status = 0;
+	if (waitpid(s->pid, &s->status, WNOHANG) != s->pid)
+		return;
+	s->pid = -1;
+	s->reaped = true;
+	close_fd(&s->pidfd);
+}
+
+/*
+ * Done once the shell has exited and both output pipes are at EOF (a
+ * background job may keep them open, as with adbd). Without a pidfd (a
+ * kernel before 5.3) the status is waited for at EOF.
+ */
+static void shell_maybe_finish(struct stream *s)
+{
 	unsigned char code;
 
-	if (waitpid(s->pid, &status, 0) < 0)
-		status = 255 << 8;
-	s->pid = -1;
+	if (s->fd_out >= 0 || s->fd_err >= 0 || s->done)
+		return;
+	if (!s->reaped && s->pidfd < 0) {
+		close_fd(&s->fd_in);
+		if (waitpid(s->pid, &s->status, 0) < 0)
+			s->status = 255 << 8;
+		s->pid = -1;
+		s->reaped = true;
+	}
+	if (!s->reaped)
+		return;
 	close_fd(&s->fd_in);
-	code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	code = WIFEXITED(s->status) ? WEXITSTATUS(s->status) : 128 + WTERMSIG(s->status);
 	if (s->v2)
 		shell_packet(s, SHV2_EXIT, &code, 1);
 	s->done = true;
@@ -379,8 +428,7 @@ static void shell_read(struct stream *s, int *fd, int id)
 		return;
 	if (n <= 0) {
 		close_fd(fd);
-		if (s->fd_out < 0 && s->fd_err < 0)
-			shell_finish(s);
+		shell_maybe_finish(s);
 		return;
 	}
 	shell_packet(s, id, data, n);
@@ -424,6 +472,12 @@ static void shell_input(struct stream *s, const unsigned char *data, size_t len)
 	buf_put(pkt, data, len);
 	while (pkt->len >= 5) {
 		plen = get_le32(pkt->p + 1);
+		if (plen > ADB_MAX_RECV) {	/* not the shell protocol */
+			pkt->len = 0;
+			s->in.len = 0;
+			close_fd(&s->fd_in);
+			break;
+		}
 		if (pkt->len < 5 + (size_t)plen)
 			break;
 		if (pkt->p[0] == SHV2_STDIN)
@@ -542,18 +596,28 @@ static void mkdirs(const char *path)
 	}
 }
 
-/* SEND "PATH,MODE": data goes to a temporary file beside PATH. */
+/*
+ * SEND "PATH,MODE". A regular file is written to a temporary file beside it
+ * (beside what a symlink points to) and renamed over it at DONE, so that a
+ * push that does not finish leaves the old file as it was. An existing file
+ * that is not regular (sysfs, debugfs, a device) is written in place; a
+ * symlink (S_IFLNK in MODE) is made from the data, its target.
+ */
 static void sync_send(struct stream *s, char *spec)
 {
 	char *comma = strrchr(spec, ',');
-	mode_t mode = 0644;
-	char *slash;
+	unsigned long mode = S_IFREG | 0644;
+	char real[PATH_MAX], *slash;
+	struct stat st;
 
 	s->send_err[0] = '\0';
 	s->sending = true;
+	s->send_direct = false;
+	s->send_link = false;
+	s->link.len = 0;
 	if (comma) {
 		*comma = '\0';
-		mode = strtoul(comma + 1, NULL, 10) & 07777;
+		mode = strtoul(comma + 1, NULL, 10);
 	}
 	snprintf(s->send_path, sizeof(s->send_path), "%s", spec);
 	slash = strrchr(s->send_path, '/');
@@ -562,6 +626,26 @@ static void sync_send(struct stream *s, char *spec)
 		return;
 	}
 	mkdirs(s->send_path);
+	if (S_ISLNK(mode)) {
+		s->send_link = true;
+		return;
+	}
+	if (!lstat(s->send_path, &st) && S_ISLNK(st.st_mode) && realpath(s->send_path, real))
+		snprintf(s->send_path, sizeof(s->send_path), "%s", real);
+	if (!stat(s->send_path, &st) && !S_ISREG(st.st_mode)) {
+		if (S_ISDIR(st.st_mode)) {
+			snprintf(s->send_err, sizeof(s->send_err), "%s is a directory",
+				 s->send_path);
+			return;
+		}
+		s->send_direct = true;
+		s->send_fd = open(s->send_path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+		if (s->send_fd < 0)
+			snprintf(s->send_err, sizeof(s->send_err), "open %s: %s", s->send_path,
+				 strerror(errno));
+		return;
+	}
+	slash = strrchr(s->send_path, '/');
 	if (snprintf(s->send_tmp, sizeof(s->send_tmp), "%.*s.gcma-adbd-XXXXXX",
 		     slash ? (int)(slash - s->send_path + 1) : 0, s->send_path) >=
 	    (int)sizeof(s->send_tmp)) {
@@ -574,15 +658,22 @@ static void sync_send(struct stream *s, char *spec)
 			 s->send_path, strerror(errno));
 		return;
 	}
-	if (fchmod(s->send_fd, mode))
+	if (fchmod(s->send_fd, mode & 07777))
 		snprintf(s->send_err, sizeof(s->send_err), "chmod: %s", strerror(errno));
 }
 
 static void sync_send_data(struct stream *s, const unsigned char *data, size_t len)
 {
-	if (s->send_fd < 0 || s->send_err[0])
+	if (s->send_err[0])
 		return;
-	if (write_all(s->send_fd, data, len))
+	if (s->send_link) {
+		if (s->link.len + len < PATH_MAX)
+			buf_put(&s->link, data, len);
+		else
+			snprintf(s->send_err, sizeof(s->send_err), "symlink target too long");
+		return;
+	}
+	if (s->send_fd >= 0 && write_all(s->send_fd, data, len))
 		snprintf(s->send_err, sizeof(s->send_err), "write %s: %s", s->send_path,
 			 strerror(errno ? errno : ENOSPC));
 }
@@ -591,7 +682,13 @@ static void sync_send_done(struct stream *s, uint32_t mtime)
 {
 	struct timespec times[2] = { { .tv_sec = mtime }, { .tv_sec = mtime } };
 
-	if (s->send_fd >= 0 && !s->send_err[0]) {
+	if (s->send_link && !s->send_err[0]) {
+		buf_put(&s->link, "", 1);
+		unlink(s->send_path);
+		if (symlink((char *)s->link.p, s->send_path))
+			snprintf(s->send_err, sizeof(s->send_err), "symlink %s: %s",
+				 s->send_path, strerror(errno));
+	} else if (s->send_fd >= 0 && !s->send_err[0] && !s->send_direct) {
 		if (futimens(s->send_fd, times) || fsync(s->send_fd) ||
 		    rename(s->send_tmp, s->send_path))
 			snprintf(s->send_err, sizeof(s->send_err), "finish %s: %s",
@@ -599,7 +696,7 @@ static void sync_send_done(struct stream *s, uint32_t mtime)
 	}
 	if (s->send_fd >= 0) {
 		close_fd(&s->send_fd);
-		if (s->send_err[0])
+		if (s->send_err[0] && !s->send_direct)
 			unlink(s->send_tmp);
 	}
 	if (s->send_err[0])
@@ -615,7 +712,8 @@ static void sync_input(struct stream *s)
 	char path[PATH_MAX];
 	uint32_t len;
 
-	while (s->in.len >= 8 && !s->done) {
+	/* One request at a time: nothing is parsed while a RECV streams. */
+	while (s->in.len >= 8 && !s->done && s->recv_fd < 0) {
 		len = get_le32(s->in.p + 4);
 		if (s->sending) {		/* inside a SEND: DATA or DONE */
 			if (!memcmp(s->in.p, "DONE", 4)) {
@@ -633,6 +731,11 @@ static void sync_input(struct stream *s)
 			sync_send_data(s, s->in.p + 8, len);
 			buf_drop(&s->in, 8 + len);
 			continue;
+		}
+		if (!memcmp(s->in.p, "DATA", 4) || !memcmp(s->in.p, "DONE", 4)) {
+			sync_fail(s, "DATA or DONE outside a SEND");
+			s->done = true;
+			break;
 		}
 		if (len >= sizeof(path)) {
 			sync_fail(s, "path too long");
@@ -661,11 +764,26 @@ static void sync_input(struct stream *s)
 	}
 }
 
+static unsigned int shell_count(void)
+{
+	struct stream *s;
+	unsigned int n = 0;
+
+	for (s = streams; s; s = s->next)
+		n += s->svc == SVC_SHELL;
+	return n;
+}
+
 static void open_stream(uint32_t peer, const char *service)
 {
 	struct stream *s;
 	const char *cmd;
 
+	if ((!strncmp(service, "shell", 5) || !strncmp(service, "exec:", 5)) &&
+	    shell_count() >= MAX_SHELLS) {
+		logmsg("%u shells running already: refusing another", MAX_SHELLS);
+		goto refuse;
+	}
 	if (!strncmp(service, "shell", 5) && (service[5] == ':' || service[5] == ',')) {
 		cmd = strchr(service, ':');
 		if (!cmd)
@@ -765,8 +883,11 @@ static void pump(void)
 
 	for (s = streams; s; s = next) {
 		next = s->next;
-		if (s->svc == SVC_SYNC)
+		if (s->svc == SVC_SYNC && s->recv_fd >= 0) {
 			sync_recv_pump(s);
+			if (s->recv_fd < 0)	/* RECV done: the next request */
+				sync_input(s);
+		}
 		if (s->waiting)
 			continue;
 		if (s->out.len) {
@@ -784,8 +905,8 @@ static void pump(void)
 static void serve(void)
 {
 	static unsigned char data[ADB_MAX_RECV];
-	struct pollfd fds[1 + 3 * 64];
-	struct stream *owner[1 + 3 * 64];
+	struct pollfd fds[1 + 4 * MAX_SHELLS];
+	struct stream *owner[1 + 4 * MAX_SHELLS];
 	unsigned char hdr[24];
 	struct adb_msg m;
 	struct stream *s;
@@ -796,7 +917,7 @@ static void serve(void)
 		n = 0;
 		fds[n].fd = sock;
 		fds[n++].events = POLLIN;
-		for (s = streams; s && n + 3 <= 1 + 3 * 64; s = s->next) {
+		for (s = streams; s; s = s->next) {
 			if (s->svc != SVC_SHELL)
 				continue;
 			if (s->fd_out >= 0 && s->out.len < OUT_HIGH_WATER) {
@@ -813,6 +934,11 @@ static void serve(void)
 				owner[n] = s;
 				fds[n].fd = s->fd_in;
 				fds[n++].events = POLLOUT;
+			}
+			if (s->pidfd >= 0) {
+				owner[n] = s;
+				fds[n].fd = s->pidfd;
+				fds[n++].events = POLLIN;
 			}
 		}
 		if (poll(fds, n, -1) < 0) {
@@ -832,6 +958,10 @@ static void serve(void)
 				shell_read(s, &s->fd_err, SHV2_STDERR);
 			else if (fds[i].fd == s->fd_in)
 				shell_write_stdin(s);
+			else if (fds[i].fd == s->pidfd) {
+				shell_reap(s);
+				shell_maybe_finish(s);
+			}
 		}
 		if (!fds[0].revents)
 			continue;

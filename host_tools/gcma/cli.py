@@ -109,7 +109,7 @@ def cmd_modules_build(args: argparse.Namespace) -> int:
     if args.symbol_list:
         report = kmi.check(dist, args.symbol_list)
         if report.not_in_list:
-            raise UserError(f"imports outside {args.symbol_list}:\n  " + "\n  ".join(
+            raise CheckFailed(f"imports outside {args.symbol_list}:\n  " + "\n  ".join(
                 f"{sym} ({', '.join(mods)})" for sym, mods in sorted(report.not_in_list.items())))
     print(dist)
     return 0

@@ -33,7 +33,7 @@ class FakeTransport(Transport):
             return CommandResult(command, 127, "", f"fake: no reply for {command!r}")
         return reply(command) if callable(reply) else reply
 
-    def push(self, local: Path, remote: str) -> None:
+    def push(self, local: Path, remote: str, mode: int | None = None) -> None:
         self.pushed.append((local, remote))
 
     def pull(self, remote: str, local: Path) -> None:

@@ -92,6 +92,11 @@ def test_shell_status_and_separate_stderr(server: adb.AdbServer, device: Adbd) -
         assert (res.exit_status, res.stdout, res.stderr) == (5, "out\n", "err\n")
         with pytest.raises(TargetError, match="timed out after 1"):
             t.run("sleep 30; echo never", timeout=1)
+        # Wall-clock: a command that keeps printing is stopped as well.
+        t0 = time.monotonic()
+        with pytest.raises(TargetError, match="timed out after 2"):
+            t.run("while true; do echo x; sleep 0.1; done", timeout=2)
+        assert time.monotonic() - t0 < 4
 
 
 def test_several_devices_and_no_serial_is_a_clear_error(server: adb.AdbServer, device: Adbd,

@@ -5,12 +5,13 @@ target over adb and ssh)."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
 
 from gcma import targets
-from gcma.errors import CheckFailed
+from gcma.errors import CheckFailed, UserError
 from gcma.targets import deploy
 from gcma.targets.transport import CommandResult
 
@@ -62,6 +63,8 @@ def _target(sums: str, dmesg_after: list[str], insmod: CommandResult) -> FakeTra
             return ok(out + "\n")
         if command.startswith("insmod "):
             return insmod
+        if command.endswith("> /dev/kmsg"):  # deploy's mark in the kernel log
+            dmesg.append("[    1.5] " + shlex.split(command)[1])
         return ok()
 
     return FakeTransport(default=on)
@@ -82,7 +85,8 @@ def test_a_selinux_denial_is_named_with_what_to_do(dist: Path) -> None:
     assert "avc:  denied  { module_load }" in text
     assert "SELinux denied it" in text and "setenforce 0" in text
     assert t.pushed == []  # the file on the target already had the right content
-    assert not any(c.startswith("echo ") for c, _ in t.commands)  # no record written
+    assert not any(deploy.RECORD in c and "printf" in c for c, _ in t.commands)  # no record
+    assert "booted" not in text  # only what came after the mark
 
 
 def test_unchanged_modules_are_left_alone(dist: Path) -> None:
@@ -101,3 +105,22 @@ def test_unchanged_modules_are_left_alone(dist: Path) -> None:
     result = deploy.deploy(t, spec("    transport: adb\n"), dist)
     assert result.action == "unchanged" and result.loaded == [] and t.pushed == []
     assert not any(c.startswith(("insmod", "rmmod")) for c, _ in t.commands)
+
+
+def _mod(name: str) -> deploy.LocalModule:
+    return deploy.LocalModule(name, Path(f"{name}.ko"), "", "")
+
+
+def test_what_cannot_be_unloaded_is_said_before_anything_changes() -> None:
+    proc_modules = ("gcma_pin 12288 0 - Live 0xffff800078890000 (O)\n"
+                    "gcma_stress 12288 2 - Live 0xffff800078898000 (O)\n"
+                    "gcma_heap 12288 0 [permanent], Live 0xffff80007888d000 (O)\n"
+                    "gcma_area 16384 1 gcma_heap, Live 0xffff800078880000 (O)\n")
+    deploy.check_unloadable(proc_modules, [_mod("gcma_pin")])
+    with pytest.raises(deploy.NeedsReboot, match="gcma_heap is loaded and cannot be unloaded"):
+        deploy.check_unloadable(proc_modules, [_mod("gcma_heap"), _mod("gcma_area")])
+    with pytest.raises(UserError, match="cannot unload gcma_area to replace it: in use by "
+                                        "gcma_heap"):
+        deploy.check_unloadable(proc_modules, [_mod("gcma_area")])
+    with pytest.raises(UserError, match=r"gcma_stress .* in use by 2 open buffers or files"):
+        deploy.check_unloadable(proc_modules, [_mod("gcma_stress")])

@@ -111,3 +111,18 @@ def test_not_a_tree_and_no_compiler_are_user_errors(tmp_path: Path, tree: Path) 
         kconfig_tree.load_tree(tmp_path / "nothing")
     with pytest.raises(UserError, match="compiler no-such-cc not found"):
         kconfig_tree.load_tree(tree, "x86_64", cc="no-such-cc")
+
+
+def test_x86_64_reads_arch_x86_and_relative_paths_mean_the_callers(
+        tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tree / "Kconfig").write_text(KCONFIG + 'source "arch/$(SRCARCH)/Kconfig"\n')
+    (tree / "arch" / "x86").mkdir(parents=True)
+    (tree / "arch" / "x86" / "Kconfig").write_text("config X86_64\n\tdef_bool y\n")
+    (tree / "my.config").write_text("# CONFIG_CMA is not set\n")  # not the one given
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "my.config").write_text("CONFIG_CMA=y\n")
+    monkeypatch.chdir(work)
+    kconf = kconfig_tree.load_tree(Path(".."), "x86_64", config=Path("my.config"))
+    assert kconf.syms["X86_64"].str_value == "y"
+    assert kconf.syms["CMA"].str_value == "y"

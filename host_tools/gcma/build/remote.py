@@ -135,7 +135,10 @@ def build(host: Host, gcma_args: list[str], what: str, timeout: float = 7200.0) 
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
     root = sync(host, log)
-    command = f"cd {shlex.quote(root)} && ./build.sh gcma {shlex.join(gcma_args)}"
+    # timeout(1) on HOST bounds the build there too; the pty makes HOST's
+    # sshd hang it up if we go away (Ctrl-C, a crash), so nothing runs on.
+    command = (f"cd {shlex.quote(root)} && timeout -k 30 {int(timeout)} "
+               f"./build.sh gcma {shlex.join(gcma_args)}")
     shown = shlex.join([*host.ssh_command(), host.login, command])
     runner.info(f"+ {shown}")
     runner.history.append(shown)
@@ -145,8 +148,8 @@ def build(host: Host, gcma_args: list[str], what: str, timeout: float = 7200.0) 
 
     conn = _connection(host)
     try:
-        res = conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=False,
-                       out_stream=stream, err_stream=stream)
+        res = conn.run(command, hide=True, warn=True, timeout=timeout + 60, in_stream=False,
+                       pty=True, out_stream=stream, err_stream=stream)
     except invoke.CommandTimedOut as exc:
         raise InfraError(f"{what} on {host.host} timed out after {timeout:.0f}s "
                          f"(log: {log})") from exc
@@ -155,6 +158,8 @@ def build(host: Host, gcma_args: list[str], what: str, timeout: float = 7200.0) 
     finally:
         stream.close()
         conn.close()
+    if res.exited in (124, 137):  # timeout(1): the time ran out on HOST
+        raise InfraError(f"{what} on {host.host} timed out after {timeout:.0f}s (log: {log})")
     if res.exited != 0:
         raise CommandFailed(["ssh", host.login, command], res.exited, str(log),
                             "\n".join(stream.tail))

@@ -62,7 +62,8 @@ def _kbuild_env(tree: Path, arch: str, cc: str) -> Iterator[None]:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True,
                              check=False).stdout.splitlines()
     cross = cc[:-3] if cc.endswith("-gcc") else ""
-    env = {"srctree": str(tree), "ARCH": arch, "SRCARCH": arch, "CC": cc,
+    srcarch = {"x86_64": "x86"}.get(arch, arch)  # arch/x86/Kconfig serves both x86s
+    env = {"srctree": str(tree), "ARCH": arch, "SRCARCH": srcarch, "CC": cc,
            "LD": f"{cross}ld", "CROSS_COMPILE": cross, "HOSTCC": "gcc", "HOSTCXX": "g++",
            "CC_VERSION_TEXT": version[0] if version else "", "RUSTC": "rustc",
            "BINDGEN": "bindgen", "KERNELVERSION": "", "LLVM": ""}
@@ -86,16 +87,18 @@ def _kbuild_env(tree: Path, arch: str, cc: str) -> Iterator[None]:
 def load_tree(tree: Path, arch: str = "arm64", cc: str | None = None,
               config: Path | None = None) -> kconfiglib.Kconfig:
     """Parse ``tree``'s Kconfig for ``arch``; load ``config`` into it if given."""
+    tree = tree.resolve()  # both are used after a chdir into the tree
+    config = config.resolve() if config is not None else None
     if not (tree / "Kconfig").is_file():
         raise UserError(f"{tree}: no Kconfig at the top; not a kernel source tree")
     with _kbuild_env(tree, arch, cc or DEFAULT_CC.get(arch, "gcc")):
         try:
             kconf = CompatKconfig("Kconfig", warn_to_stderr=False)
-        except kconfiglib.KconfigError as exc:
-            raise UserError(f"{tree}: kconfiglib cannot parse this Kconfig tree: "
-                            f"{str(exc).strip()}") from None
-        if config is not None:
-            kconf.load_config(str(config.resolve()))
+            if config is not None:
+                kconf.load_config(str(config))
+        except (kconfiglib.KconfigError, OSError) as exc:
+            raise UserError(f"{tree}: kconfiglib cannot read this Kconfig tree or "
+                            f"config: {str(exc).strip()}") from None
     return kconf
 
 

@@ -72,9 +72,13 @@ def dist_imports(dist: Path) -> list[Import]:
     manifest_path = dist / "modules.json"
     if not manifest_path.exists():
         raise UserError(f"{dist}: no modules.json (build the modules first: gcma modules build)")
-    manifest = json.loads(manifest_path.read_text())
-    return [Import(mod["file"], imp["symbol"], imp["provider"])
-            for mod in manifest["modules"] for imp in mod["imports"]]
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        return [Import(mod["file"], imp["symbol"], imp["provider"])
+                for mod in manifest["modules"] for imp in mod["imports"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{manifest_path}: not a module manifest of gcma modules build "
+                        f"({exc!r}); build the modules again") from None
 
 
 def check(dist: Path, symbol_list: Path | None = None,

@@ -106,10 +106,15 @@ _FIELDS = {"emulated": _COMMON | {"connect", "instance"},
            "ssh": _COMMON | {"host", "port", "user", "key"}}
 
 
+def _env_file() -> Path | None:
+    name = os.environ.get("GCMA_TARGETS")
+    return Path(name).expanduser() if name else None
+
+
 def user_files() -> list[Path]:
     files = [Path.home() / ".config" / "gcma" / "targets.yaml", Path.cwd() / "targets.yaml"]
-    if os.environ.get("GCMA_TARGETS"):
-        files.append(Path(os.environ["GCMA_TARGETS"]).expanduser())
+    if (env := _env_file()) is not None:
+        files.append(env)
     return files
 
 
@@ -255,14 +260,16 @@ def load(files: list[Path] | None = None) -> dict[str, TargetSpec]:
     """Every target: the built-in ones, then each existing file in order."""
     specs = builtin()
     for path in user_files() if files is None else files:
+        named = files is not None or path == _env_file()
         if path.is_file():
             try:
                 text = path.read_text()
-            except OSError as exc:
+            except (OSError, UnicodeDecodeError) as exc:
                 raise UserError(f"{path}: cannot read: {exc}") from None
             specs.update(parse(text, str(path)))
-        elif files is not None:
-            raise UserError(f"{path}: no such targets file")
+        elif named:
+            raise UserError(f"{path}: no such targets file"
+                            + (" (named by $GCMA_TARGETS)" if files is None else ""))
     return specs
 
 
@@ -291,6 +298,9 @@ def connect(spec: TargetSpec) -> Transport:
         from gcma.targets.ssh import SshTransport
 
         key = spec.key or Path.home() / ".ssh" / "id_ed25519"
+        if not key.is_file():
+            raise UserError(f"target {spec.name}: ssh key {key} not found ({spec.source}: "
+                            f"set 'key')")
         return SshTransport(spec.host or "", spec.port or 22, key, user=spec.user)
     from gcma.targets import adb
 

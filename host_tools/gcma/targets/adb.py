@@ -67,8 +67,11 @@ class AdbServer:
         runner.info(f"+ {runner.format_command(argv)}")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
-            self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                              stderr=subprocess.STDOUT, start_new_session=True)
+            except OSError as exc:
+                raise InfraError(f"cannot start the adb server: {exc} (gcma doctor)") from exc
         t0 = time.monotonic()
         while time.monotonic() - t0 < SERVER_START_TIMEOUT:
             if self._proc.poll() is not None:
@@ -97,10 +100,20 @@ class AdbServer:
         self._proc = None
 
 
+#: What the fallback shell (no shell_v2) echoes before the exit status.
+_EXIT_MARK = "GCMA-ADB-EXIT:"
+
+
+class _Deadline(Exception):
+    """A command's or a copy's wall-clock time ran out."""
+
+
 def _errors() -> tuple[type[BaseException], ...]:
     import adbutils
 
-    return (adbutils.AdbError, OSError, EOFError)
+    # TimeoutExpired: adbutils runs "adb start-server" itself when it cannot
+    # reach the server (never for ours: _dev() checks it is alive first).
+    return (adbutils.AdbError, OSError, EOFError, subprocess.TimeoutExpired)
 
 
 class AdbTransport(Transport):
@@ -149,86 +162,155 @@ class AdbTransport(Transport):
         return self._device
 
     def run(self, command: str, timeout: float | None = None) -> CommandResult:
+        """The shell protocol (v2: exit status, separate stderr) where the
+        device has it; else stdout and stderr merged, the status echoed after.
+        ``timeout`` is wall-clock: a command that keeps printing stops too
+        (closing the stream kills it on the device)."""
         timeout = self._timeout(timeout)
+        deadline = time.monotonic() + timeout
         dev = self._dev()
-        import adbutils
-
+        out, err = bytearray(), bytearray()
+        status = None
         try:
-            res = dev.shell2(command, timeout=timeout, v2=bool(self._v2), rstrip=False)
-        except adbutils.AdbTimeout as exc:
-            raise TargetError(f"{self._where()}: {command!r} timed out after {timeout}s") from exc
+            conn = dev.open_transport(timeout=timeout)
+            with conn:
+                if self._v2:
+                    conn.send_command(f"shell,v2,raw:{command}")
+                    conn.check_okay()
+                    while status is None:
+                        header = self._read(conn, 5, deadline)
+                        data = self._read(conn, int.from_bytes(header[1:5], "little"),
+                                          deadline)
+                        if header[0] == 1:
+                            out += data
+                        elif header[0] == 2:
+                            err += data
+                        elif header[0] == 3:
+                            status = data[0] if data else 255
+                else:
+                    conn.send_command(f"shell:{command}; echo {_EXIT_MARK}$?")
+                    conn.check_okay()
+                    while chunk := self._recv(conn, deadline):
+                        out += chunk
+                    text, _, code = bytes(out).rpartition(_EXIT_MARK.encode())
+                    if not code.strip().isdigit():
+                        raise TargetError(f"{self._where()}: {command!r}: no exit status")
+                    out, status = bytearray(text), int(code)
+        except _Deadline as exc:
+            raise TargetError(f"{self._where()}: {command!r} timed out after "
+                              f"{timeout}s") from exc
         except _errors() as exc:
             raise TargetError(f"{self._where()}: shell failed: {exc}") from exc
-        if self._v2:
-            return CommandResult(command, res.returncode, res.stdout, res.stderr)
-        # Without shell_v2 the device merges stderr into stdout.
-        return CommandResult(command, res.returncode, res.output, "")
+        return CommandResult(command, status, out.decode(errors="replace"),
+                             err.decode(errors="replace"))
 
-    def _sync(self, request: bytes, path: str, timeout: float) -> adbutils.AdbConnection:
-        conn = self._dev().open_transport(timeout=timeout)
+    @staticmethod
+    def _recv(conn: adbutils.AdbConnection, deadline: float, n: int = 65536) -> bytes:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Deadline
+        conn.conn.settimeout(left)
+        try:
+            return conn.conn.recv(n)
+        except TimeoutError as exc:
+            raise _Deadline from exc
+
+    @classmethod
+    def _read(cls, conn: adbutils.AdbConnection, n: int, deadline: float) -> bytes:
+        data = bytearray()
+        while len(data) < n:
+            chunk = cls._recv(conn, deadline, n - len(data))
+            if not chunk:
+                raise EOFError(f"the device closed the stream ({len(data)} of {n} bytes)")
+            data += chunk
+        return bytes(data)
+
+    @staticmethod
+    def _send(conn: adbutils.AdbConnection, data: bytes, deadline: float) -> None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Deadline
+        conn.conn.settimeout(left)
+        try:
+            conn.conn.sendall(data)
+        except TimeoutError as exc:
+            raise _Deadline from exc
+
+    def _sync(self, request: bytes, path: str, deadline: float) -> adbutils.AdbConnection:
+        conn = self._dev().open_transport(timeout=max(1.0, deadline - time.monotonic()))
         conn.send_command("sync:")
         conn.check_okay()
         encoded = path.encode()
-        conn.conn.sendall(request + struct.pack("<I", len(encoded)) + encoded)
+        self._send(conn, request + struct.pack("<I", len(encoded)) + encoded, deadline)
         return conn
 
-    @staticmethod
-    def _read_fail(conn: adbutils.AdbConnection) -> str:
-        (length,) = struct.unpack("<I", conn.read_exact(4))
-        return conn.read_exact(length).decode(errors="replace")
+    def _read_fail(self, conn: adbutils.AdbConnection, deadline: float) -> str:
+        (length,) = struct.unpack("<I", self._read(conn, 4, deadline))
+        return self._read(conn, length, deadline).decode(errors="replace")
 
     def push(self, local: Path, remote: str, mode: int | None = None,
              progress: Callable[[int, int], None] | None = None) -> None:
-        """Copy ``local`` to the path ``remote`` (parents are made); the old
-        file stays as it was unless the whole copy arrives."""
+        """Copy ``local`` to the path ``remote`` (the device makes its folder).
+        On gcma-adbd the old file stays as it was unless the whole copy
+        arrives; Android's adbd writes in place."""
         timeout = self._timeout(None)
+        deadline = time.monotonic() + timeout
         size = local.stat().st_size
         mode = local.stat().st_mode & 0o7777 if mode is None else mode
         if progress is None and size >= PROGRESS_MIN:
             progress = _progress_printer(f"push {local.name}")
         sent = 0
         try:
-            conn = self._sync(b"SEND", f"{remote},{0o100000 | mode}", timeout)
+            conn = self._sync(b"SEND", f"{remote},{0o100000 | mode}", deadline)
             with conn, open(local, "rb") as f:
                 while chunk := f.read(SYNC_CHUNK):
-                    conn.conn.sendall(b"DATA" + struct.pack("<I", len(chunk)) + chunk)
+                    self._send(conn, b"DATA" + struct.pack("<I", len(chunk)) + chunk, deadline)
                     sent += len(chunk)
                     if progress:
                         progress(sent, size)
-                conn.conn.sendall(b"DONE" + struct.pack("<I", int(local.stat().st_mtime)))
-                status = conn.read_exact(4)
+                self._send(conn, b"DONE" + struct.pack("<I", int(local.stat().st_mtime)),
+                           deadline)
+                status = self._read(conn, 4, deadline)
                 if status != b"OKAY":
-                    why = self._read_fail(conn) if status == b"FAIL" else repr(status)
+                    why = self._read_fail(conn, deadline) if status == b"FAIL" else repr(status)
                     raise TargetError(f"{self._where()}: push {local} -> {remote}: "
                                       f"the device refused: {why}")
         except TargetError:
             raise
+        except _Deadline as exc:
+            raise TargetError(f"{self._where()}: push {local} -> {remote} timed out after "
+                              f"{timeout}s ({sent} of {size} bytes sent)") from exc
         except _errors() as exc:
             raise TargetError(f"{self._where()}: push {local} -> {remote} failed after "
                               f"{sent} of {size} bytes: {exc}") from exc
 
     def pull(self, remote: str, local: Path) -> None:
         timeout = self._timeout(None)
+        deadline = time.monotonic() + timeout
         partial = local.with_name(local.name + ".partial")
         try:
-            conn = self._sync(b"RECV", remote, timeout)
+            conn = self._sync(b"RECV", remote, deadline)
             with conn, open(partial, "wb") as f:
                 while True:
-                    what = conn.read_exact(4)
+                    what = self._read(conn, 4, deadline)
                     if what == b"DONE":
-                        conn.read_exact(4)
+                        self._read(conn, 4, deadline)
                         break
                     if what == b"FAIL":
                         raise TargetError(f"{self._where()}: pull {remote}: "
-                                          f"{self._read_fail(conn)}")
+                                          f"{self._read_fail(conn, deadline)}")
                     if what != b"DATA":
                         raise TargetError(f"{self._where()}: pull {remote}: bad reply {what!r}")
-                    (length,) = struct.unpack("<I", conn.read_exact(4))
-                    f.write(conn.read_exact(length))
+                    (length,) = struct.unpack("<I", self._read(conn, 4, deadline))
+                    f.write(self._read(conn, length, deadline))
             partial.replace(local)
         except TargetError:
             partial.unlink(missing_ok=True)
             raise
+        except _Deadline as exc:
+            partial.unlink(missing_ok=True)
+            raise TargetError(f"{self._where()}: pull {remote} timed out after "
+                              f"{timeout}s") from exc
         except _errors() as exc:
             partial.unlink(missing_ok=True)
             raise TargetError(f"{self._where()}: pull {remote} -> {local} failed: {exc}") from exc
@@ -264,14 +346,28 @@ class AdbTransport(Transport):
         return False
 
     def reboot(self, timeout: float = 300.0) -> None:
-        """adb reboot, then wait until the device is back and answers."""
+        """adb reboot, then wait until the device runs a new boot (its boot_id
+        changed: the old system can still answer for a moment) and, on
+        Android, has finished booting."""
+        probe = ("cat /proc/sys/kernel/random/boot_id; "
+                 "getprop sys.boot_completed 2>/dev/null || echo 1")
+        before = self.run(probe, timeout=30).stdout.split()[:1]
         try:
             self._dev().reboot()
         except _errors() as exc:
             raise TargetError(f"{self._where()}: adb reboot failed: {exc}") from exc
-        time.sleep(2)  # it takes a moment to go offline
-        if not self._wait_for("echo up", "up", timeout):
-            raise TargetError(f"{self._where()}: not back {timeout:.0f}s after adb reboot")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._device = None
+            try:
+                now = self.run(probe, timeout=10).stdout.split()
+                if now[:1] != before and now[1:2] == ["1"]:
+                    self.root()  # adbd comes back unprivileged after a reboot
+                    return
+            except TargetError:
+                pass
+            time.sleep(1)
+        raise TargetError(f"{self._where()}: not back {timeout:.0f}s after adb reboot")
 
     def close(self) -> None:
         if self._server is not None:

@@ -25,6 +25,7 @@ import json
 import re
 import shlex
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ def local_modules(dist: Path) -> list[LocalModule]:
 
 def _loaded_build_ids(t: Transport, names: list[str]) -> dict[str, str | None]:
     """name -> build-id of the loaded module ('' if it has none), None if not loaded."""
-    script = ("for m in " + " ".join(names) + "; do "
+    script = ("for m in " + " ".join(shlex.quote(n) for n in names) + "; do "
               "if [ -d /sys/module/$m/sections ] || grep -q \"^$m \" /proc/modules; then "
               "n=/sys/module/$m/notes/.note.gnu.build-id; "
               "if [ -r $n ]; then echo \"$m $(od -An -v -tx1 $n | tr -d ' \\n')\"; "
@@ -116,21 +117,58 @@ def _loaded_build_ids(t: Transport, names: list[str]) -> dict[str, str | None]:
     return result
 
 
-def _read_record(t: Transport, path: str) -> dict[str, Any]:
+def _boot_id(t: Transport) -> str:
+    return t.run("cat /proc/sys/kernel/random/boot_id", timeout=30).stdout.strip()
+
+
+def _read_record(t: Transport, path: str, boot_id: str) -> dict[str, Any]:
+    """What the last deploy of this boot loaded: name -> build_id, sha256,
+    params. A record of an earlier boot says nothing about what runs now."""
     res = t.run(f"cat {shlex.quote(path)} 2>/dev/null", timeout=30)
     try:
-        return dict(json.loads(res.stdout)) if res.ok and res.stdout.strip() else {}
+        record = json.loads(res.stdout) if res.ok and res.stdout.strip() else {}
     except ValueError:
         return {}
+    if not isinstance(record, dict) or record.get("boot_id") != boot_id:
+        return {}
+    modules = record.get("modules")
+    return {k: v for k, v in modules.items() if isinstance(v, dict)} \
+        if isinstance(modules, dict) else {}
 
 
-def _write_record(t: Transport, path: str, record: dict[str, Any]) -> None:
+def _write_record(t: Transport, path: str, boot_id: str, modules: dict[str, Any]) -> None:
+    text = json.dumps({"boot_id": boot_id, "modules": modules})
     t.check(f"mkdir -p {shlex.quote(path.rsplit('/', 1)[0])} && "
-            f"echo {shlex.quote(json.dumps(record))} > {shlex.quote(path)}", timeout=30)
+            f"printf '%s\\n' {shlex.quote(text)} > {shlex.quote(path)}", timeout=30)
 
 
 def _dmesg_lines(t: Transport) -> list[str]:
     return t.check("dmesg", timeout=60).splitlines()
+
+
+def _mark_log(t: Transport) -> tuple[str, int]:
+    """A line of ours in the kernel log, and the log's length, to find what
+    came after: on a phone the ring buffer is full, and counting lines alone
+    would point at the wrong place."""
+    token = f"gcma-deploy: start {uuid.uuid4().hex[:12]}"
+    t.run(f"echo {shlex.quote(token)} > /dev/kmsg", timeout=30)
+    return token, len(_dmesg_lines(t))
+
+
+def _log_since(t: Transport, mark: tuple[str, int]) -> list[str]:
+    lines = _dmesg_lines(t)
+    token, count = mark
+    for i in range(len(lines) - 1, -1, -1):
+        if token in lines[i]:
+            return lines[i + 1:]
+    return lines[count:]  # /dev/kmsg was not writable: the best we can do
+
+
+def _quote_params(module: str, params: str) -> str:
+    try:
+        return " ".join(shlex.quote(w) for w in shlex.split(params))
+    except ValueError as exc:
+        raise UserError(f"parameters of {module} ({params!r}): {exc}") from None
 
 
 def _why(log: list[str]) -> list[str]:
@@ -139,23 +177,39 @@ def _why(log: list[str]) -> list[str]:
     return lines[-30:]
 
 
-def _unload(t: Transport, mods: list[LocalModule]) -> list[str]:
-    """rmmod in the order given; returns the names unloaded. A module that
-    cannot go is a UserError naming it and why."""
-    done = []
+def check_unloadable(modules_text: str, mods: list[LocalModule]) -> None:
+    """Before anything changes: each of ``mods`` (loaded ones, to replace)
+    can go, its only users being others of ``mods``. ``modules_text`` is
+    /proc/modules: name size refcount holders state address."""
+    going = {m.name for m in mods}
+    table = {f[0]: f for f in (line.split() for line in modules_text.splitlines())
+             if len(f) >= 4}
     for mod in mods:
-        res = t.run(f"rmmod {mod.name}", timeout=60)
-        if res.ok:
-            done.append(mod.name)
+        fields = table.get(mod.name)
+        if fields is None:
             continue
-        refs = t.run(f"grep '^{mod.name} ' /proc/modules", timeout=30).stdout.strip()
-        why = (res.stderr or res.stdout).strip()
-        if "[permanent]" in refs:
+        if "[permanent]" in fields[3]:
             raise NeedsReboot(f"{mod.name} is loaded and cannot be unloaded (a dma-buf heap "
                               f"has no removal): reboot the target and deploy again "
                               f"(gcma deploy --reboot does both)")
-        raise UserError(f"cannot unload {mod.name} to replace it: {why or 'in use'} "
-                        f"({refs}); free its buffers and users first")
+        holders = [h for h in fields[3].split(",") if h and h != "-" and not h.startswith("[")]
+        outside = [h for h in holders if h not in going]
+        refcount = int(fields[2]) if fields[2].isdigit() else 0
+        if outside or refcount > len(holders):
+            users = ", ".join(outside) or f"{refcount - len(holders)} open buffers or files"
+            raise UserError(f"cannot unload {mod.name} to replace it: in use by {users}; "
+                            f"free its buffers and users first")
+
+
+def _unload(t: Transport, mods: list[LocalModule]) -> list[str]:
+    """rmmod in the order given (check_unloadable said they can go)."""
+    done = []
+    for mod in mods:
+        res = t.run(f"rmmod {shlex.quote(mod.name)}", timeout=60)
+        if not res.ok:
+            raise TargetError(f"rmmod {mod.name} failed: {(res.stderr or res.stdout).strip()} "
+                              f"(unloaded before it: {', '.join(done) or 'nothing'})")
+        done.append(mod.name)
     return done
 
 
@@ -167,54 +221,39 @@ def deploy(t: Transport, spec: TargetSpec, dist: Path) -> DeployResult:
         t.root()  # type: ignore[attr-defined]
     install = spec.install_path.rstrip("/")
     record_path = f"{install}/{RECORD}"
+    boot = _boot_id(t)
     loaded = _loaded_build_ids(t, [m.name for m in mods])
-    record = _read_record(t, record_path)
-    previous = record.get("modules", {}) if isinstance(record.get("modules"), dict) else {}
+    previous = _read_record(t, record_path, boot)
 
     def changed(mod: LocalModule) -> bool:
         """Not loaded, another build loaded, or loaded from another file (a
         re-signed module keeps its build-id) or with other parameters."""
-        entry = previous.get(mod.name)
-        entry = entry if isinstance(entry, dict) else {}
+        entry = previous.get(mod.name, {})
         return (loaded.get(mod.name) != mod.build_id
                 or entry.get("sha256", mod.sha256) != mod.sha256
                 or entry.get("params", "") != spec.module_params(mod.name))
 
     first = next((i for i, m in enumerate(mods) if changed(m)), None)
-    record = {"modules": {**previous, **{
-        m.name: {"build_id": m.build_id, "sha256": m.sha256,
-                 "params": spec.module_params(m.name)} for m in mods}}}
+    record = {**previous, **{m.name: {"build_id": m.build_id, "sha256": m.sha256,
+                                      "params": spec.module_params(m.name)} for m in mods}}
     if first is None:
-        if record["modules"] != previous:  # first sight of modules loaded otherwise
-            _write_record(t, record_path, record)
+        if record != previous:  # first sight this boot of modules loaded otherwise
+            _write_record(t, record_path, boot, record)
         result.heaps = _heaps(t, spec)
         result.seconds = time.monotonic() - t0
         runner.info(f"deploy {spec.name}: {len(mods)} modules unchanged, nothing to do")
         return result
 
     redo = mods[first:]
-    result.unloaded = _unload(t, [m for m in reversed(redo) if loaded.get(m.name) is not None])
-    t.check(f"mkdir -p {shlex.quote(install)}", timeout=30)
-    remote_sums = t.run(f"cd {shlex.quote(install)} && sha256sum "
-                        + " ".join(m.path.name for m in redo) + " 2>/dev/null", timeout=60).stdout
-    for mod in redo:
-        if f"{mod.sha256}  {mod.path.name}" in remote_sums:
-            continue
-        runner.info(f"deploy {spec.name}: push {mod.path} -> {install}/{mod.path.name}")
-        t.push(mod.path, f"{install}/{mod.path.name}")
-        result.pushed.append(mod.path.name)
-    check = t.check(f"cd {shlex.quote(install)} && sha256sum "
-                    + " ".join(m.path.name for m in redo), timeout=60)
-    for mod in redo:
-        if f"{mod.sha256}  {mod.path.name}" not in check:
-            raise TargetError(f"{install}/{mod.path.name} on {spec.name} does not match "
-                              f"{mod.path} after the push")
-
-    mark = len(_dmesg_lines(t))
+    to_unload = [m for m in reversed(redo) if loaded.get(m.name) is not None]
+    check_unloadable(t.check("cat /proc/modules", timeout=30), to_unload)
+    _push(t, spec, redo, result)
+    result.unloaded = _unload(t, to_unload)
+    mark = _mark_log(t)
     result.action = "loaded"
     try:
         for mod in redo:
-            params = spec.module_params(mod.name)
+            params = _quote_params(mod.name, spec.module_params(mod.name))
             command = f"insmod {shlex.quote(f'{install}/{mod.path.name}')} {params}".strip()
             runner.info(f"deploy {spec.name}: {command}")
             res = t.run(command, timeout=120)
@@ -229,27 +268,58 @@ def deploy(t: Transport, spec: TargetSpec, dist: Path) -> DeployResult:
                 raise CheckFailed(f"{mod.name}: the kernel runs build-id {now[mod.name]}, "
                                   f"not the pushed {mod.build_id}")
         result.heaps = _wait_heaps(t, spec)
+        result.kernel_log = _log_since(t, mark)
+        findings = klog.scan("\n".join(result.kernel_log))
+        if findings:
+            raise CheckFailed(f"the kernel reported {findings[0].kind} while loading: "
+                              f"{findings[0].line}")
     except (CheckFailed, TargetError) as exc:
-        log = _dmesg_lines(t)[mark:]
-        rolled = []
-        for name in reversed(result.loaded):
-            if t.run(f"rmmod {name}", timeout=60).ok:
-                rolled.append(name)
-        denied = any("avc:" in ln and "denied" in ln for ln in log)
-        hint = ("\nSELinux denied it: on a userdebug build, 'adb shell setenforce 0' or a "
-                "policy that allows module loading" if denied else "")
-        lines = "\n".join(f"  {ln}" for ln in _why(log)) or "  (nothing in the kernel log)"
-        raise CheckFailed(f"deploy {spec.name}: {exc}\nunloaded again: "
-                          f"{', '.join(rolled) or 'nothing'}; kernel log since the load:\n"
-                          f"{lines}{hint}") from None
-    result.kernel_log = _dmesg_lines(t)[mark:]
-    findings = klog.scan("\n".join(result.kernel_log))
-    if findings:
-        raise CheckFailed(f"deploy {spec.name}: the kernel reported {findings[0].kind} while "
-                          f"loading: {findings[0].line}")
-    _write_record(t, record_path, record)
+        _roll_back(t, spec, result, mark, exc)
+    _write_record(t, record_path, boot, record)
     result.seconds = time.monotonic() - t0
     return result
+
+
+def _push(t: Transport, spec: TargetSpec, mods: list[LocalModule], result: DeployResult) -> None:
+    """Copy what the target lacks, and check what it has: before any module
+    is unloaded, so that a failed copy changes nothing that runs."""
+    install = spec.install_path.rstrip("/")
+    names = " ".join(shlex.quote(m.path.name) for m in mods)
+    t.check(f"mkdir -p {shlex.quote(install)}", timeout=30)
+    there = t.run(f"cd {shlex.quote(install)} && sha256sum {names} 2>/dev/null",
+                  timeout=60).stdout
+    for mod in mods:
+        if f"{mod.sha256}  {mod.path.name}" in there:
+            continue
+        runner.info(f"deploy {spec.name}: push {mod.path} -> {install}/{mod.path.name}")
+        t.push(mod.path, f"{install}/{mod.path.name}", mode=0o644)
+        result.pushed.append(mod.path.name)
+    check = t.check(f"cd {shlex.quote(install)} && sha256sum {names}", timeout=60)
+    for mod in mods:
+        if f"{mod.sha256}  {mod.path.name}" not in check:
+            raise TargetError(f"{install}/{mod.path.name} on {spec.name} does not match "
+                              f"{mod.path} after the push")
+
+
+def _roll_back(t: Transport, spec: TargetSpec, result: DeployResult,
+               mark: tuple[str, int], exc: CheckFailed | TargetError) -> None:
+    """Unload, in reverse, what this deploy loaded; raise with the kernel log
+    lines that say why (the same error family: a dropped link stays an
+    infrastructure error, a refused module a failed check)."""
+    try:
+        log = _log_since(t, mark)
+        rolled = [n for n in reversed(result.loaded)
+                  if t.run(f"rmmod {shlex.quote(n)}", timeout=60).ok]
+    except TargetError:
+        log, rolled = [], []
+    denied = any("avc:" in ln and "denied" in ln for ln in log)
+    hint = ("\nSELinux denied it: on a userdebug build, 'adb shell setenforce 0' or a "
+            "policy that allows module loading" if denied else "")
+    lines = "\n".join(f"  {ln}" for ln in _why(log)) or "  (nothing in the kernel log)"
+    family = TargetError if isinstance(exc, TargetError) else CheckFailed
+    raise family(f"deploy {spec.name}: {exc}\nunloaded again: "
+                 f"{', '.join(rolled) or 'nothing'}; kernel log since the load:\n"
+                 f"{lines}{hint}") from None
 
 
 def with_skipped(cmdline: str, names: list[str]) -> str:
@@ -301,10 +371,14 @@ def smoke(t: Transport, spec: TargetSpec, heaps: list[str], program: Path) -> li
                           f"targets.yaml)")
     run = SMOKE_PROGRAM
     if not t.run(f"command -v {SMOKE_PROGRAM}", timeout=30).ok:
+        if spec.arch != "arm64":
+            raise UserError(f"smoke test on {spec.name}: our {SMOKE_PROGRAM} is built for "
+                            f"arm64 and {spec.name} is {spec.arch}; put an {spec.arch} "
+                            f"{SMOKE_PROGRAM} on its PATH")
         if not program.exists():
             raise UserError(f"{program} not built (gcma build)")
-        run = f"{spec.install_path.rstrip('/')}/bin/{SMOKE_PROGRAM}"
-        t.push(program, run, mode=0o755)
+        run = shlex.quote(f"{spec.install_path.rstrip('/')}/bin/{SMOKE_PROGRAM}")
+        t.push(program, run.strip("'"), mode=0o755)
     lines = []
     for heap in heaps:
         command = f"{run} {SMOKE_ARGS} {shlex.quote(heap)}"

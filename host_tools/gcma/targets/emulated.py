@@ -294,7 +294,7 @@ class EmulatedTarget:
                      "started": time.time(),
                      "machine": asdict(machine), "command": argv,
                      "artefacts": art.to_json(), "extra_cmdline": extra_cmdline,
-                     "detach": detach}
+                     "detach": detach, "owner": os.getpid()}
             self.state_file.write_text(json.dumps(state, indent=2) + "\n")
             t0 = time.monotonic()
             while time.monotonic() - t0 < PORT_BIND_TIMEOUT:
@@ -352,8 +352,10 @@ class EmulatedTarget:
 
     def restart(self, extra_cmdline: str | None = None, timeout: float = 300.0) -> None:
         """Power off and boot again from the same artefacts, machine and
-        command line (or ``extra_cmdline``). The new QEMU is detached: it
-        outlives the command that restarted it, as after gcma target start."""
+        command line (or ``extra_cmdline``). Restarted by the process that
+        started it, it stays tied to that process as it was; restarted by
+        another (gcma deploy --reboot), it must outlive that command, and is
+        detached, as after gcma target start."""
         state = self.state()
         if state is None:
             raise UserError(f"target {self.name} is not running (gcma target start)")
@@ -361,7 +363,8 @@ class EmulatedTarget:
         machine = Machine(**state["machine"])  # type: ignore[arg-type]
         cmdline = str(state.get("extra_cmdline", "")) if extra_cmdline is None else extra_cmdline
         self.stop()
-        self.start(art, machine, timeout=timeout, extra_cmdline=cmdline, detach=True).close()
+        detach = bool(state.get("detach", True)) or state.get("owner") != os.getpid()
+        self.start(art, machine, timeout=timeout, extra_cmdline=cmdline, detach=detach).close()
 
     def adb_transport(self) -> AdbTransport:
         """adb to the target's gcma-adbd, through a private adb server that
@@ -371,6 +374,9 @@ class EmulatedTarget:
         state = self.state()
         if state is None:
             raise UserError(f"target {self.name} is not running (gcma target start)")
+        if not state.get("adb_port"):
+            raise UserError(f"target {self.name} was started without an adb forward (by an "
+                            f"older gcma): restart it (gcma target stop/start)")
         server = AdbServer(free_port(), self.dir / "adb-server.log")
         server.start()
         return AdbTransport(f"127.0.0.1:{state['adb_port']}", connect=True, server=server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import fabric
@@ -60,10 +61,15 @@ class SshTransport(Transport):
             raise TargetError(f"{self._where()}: ssh failed: {exc}") from exc
         return CommandResult(command, res.exited, res.stdout, res.stderr)
 
-    def push(self, local: Path, remote: str) -> None:
+    def push(self, local: Path, remote: str, mode: int | None = None) -> None:
+        folder = remote.rsplit("/", 1)[0]
+        if folder:
+            self.check(f"mkdir -p {shlex.quote(folder)}", timeout=60)
         try:
             self._sftp()
             self._conn.put(str(local), remote)
+            self._conn.sftp().chmod(remote, local.stat().st_mode & 0o7777 if mode is None
+                                    else mode)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TargetError(f"{self._where()}: push {local} -> {remote} failed: {exc}") from exc
 

@@ -39,8 +39,9 @@ class Transport(abc.ABC):
         ``None`` means :attr:`default_timeout`."""
 
     @abc.abstractmethod
-    def push(self, local: Path, remote: str) -> None:
-        """Copy a host file to the target."""
+    def push(self, local: Path, remote: str, mode: int | None = None) -> None:
+        """Copy a host file to the path ``remote`` on the target, making its
+        folder; ``mode``: its permissions (default: the host file's)."""
 
     @abc.abstractmethod
     def pull(self, remote: str, local: Path) -> None:

@@ -212,6 +212,7 @@ def build_initramfs(modules_dist: Path | None = None,
     (staging / "root/.ssh/authorized_keys").chmod(0o600)
 
     adbd = programs_dir() / "gcma-adbd"
+    adbd.parent.mkdir(parents=True, exist_ok=True)
     if not adbd.exists() or adbd.stat().st_mtime < (GUEST_FILES / "gcma-adbd.c").stat().st_mtime:
         runner.run([CROSS_CC, *DEVICE_CFLAGS, "-o", adbd, GUEST_FILES / "gcma-adbd.c"], log=log)
     shutil.copy2(adbd, staging / "usr/sbin/gcma-adbd")

@@ -19,6 +19,7 @@ from gcma.build.toolchain import Toolchain
 from gcma.checks import (
     bench,
     bench_report,
+    fuzz,
     integrity,
     kmi,
     kunit,
@@ -221,6 +222,26 @@ def cmd_integrity(args: argparse.Namespace) -> int:
                        "missed", "hit_rate", "invalidated", "reclaimed", "recalled"]))
     print(f"verified reads {report['verified_reads']}, mismatches {report['mismatches']}, "
           f"gcma_stress {report['gcma_stress']}")
+    return 0
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    import time
+
+    seed = args.seed if args.seed is not None else int(time.time())
+    seconds = args.minutes * 60 if args.minutes else args.seconds
+    runner.info(f"fuzz: seed {seed}, {seconds} s (replay the run with --seed {seed})")
+    report, out = _on_target(args, lambda t: asdict(fuzz.run(
+        t, args.heap or list(fuzz.DEFAULT_HEAPS), seed, seconds, args.procs, args.threads,
+        args.max_kib)), "fuzz")
+    ops = ", ".join(f"{k} {v}" for k, v in sorted(report["ops"].items()))
+    print(f"seed {seed}: {report['steps']} steps in {report['seconds']} s, no failure; "
+          f"{report['enomem']} allocations met a full heap")
+    print(f"operations: {ops}")
+    for area, state in sorted(report["areas"].items()):
+        print(f"{area}: used {state['used_kib']} KiB, pending {state['pending_pages']}, "
+              f"donated {state['donated'] * 4} of {state['total_kib']} KiB")
+    print(f"report: {out}")
     return 0
 
 
@@ -622,6 +643,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "record of reuse (the kernel's default)")
     p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
     p.set_defaults(func=cmd_integrity)
+
+    p = sub.add_parser("fuzz", help="random seeded heap operations in processes and threads "
+                       "(heap_fuzz); then the areas must be empty and the kernel log clean")
+    target_opt(p, "fuzz")
+    variant_opt(p)
+    p.add_argument("--seed", type=int, default=None, help="default: the time; printed")
+    p.add_argument("--seconds", type=_positive_int, default=60, help="default 60")
+    p.add_argument("--minutes", type=_positive_int, default=None, help="instead of --seconds")
+    p.add_argument("--procs", type=_positive_int, default=2, help="processes (default 2)")
+    p.add_argument("--threads", type=_positive_int, default=2,
+                   help="threads per process (default 2)")
+    p.add_argument("--max-kib", type=_positive_int, default=16384,
+                   help="largest buffer, KiB (default 16384)")
+    p.add_argument("--heap", action="append", help="heap to fuzz, repeatable "
+                   "(default: camera and video)")
+    p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+    p.set_defaults(func=cmd_fuzz)
 
     bp = sub.add_parser("bench", help="the heaps side by side under each pressure, in one "
                         "boot (no action); or one of the benchmarks below")

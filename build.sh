@@ -6,6 +6,8 @@
 #                         then a short benchmark of GCMA against the other heaps
 #                         (its ratio table and the path of its report)
 #   ./build.sh test       set up, build, run the whole test suite
+#   ./build.sh nightly    the kasan kernel: the end-to-end suite and 30 min of
+#                         the fuzzer on it (hours; not part of CI)
 #   ./build.sh setup      only install what is needed (idempotent)
 #   ./build.sh gcma ARGS  the gcma CLI from the project's venv
 #
@@ -135,6 +137,18 @@ test)
 	"$VENV/bin/ruff" check host_tools tests
 	log "+ pytest $*"
 	exec "$VENV/bin/pytest" "$@"
+	;;
+nightly)
+	# The sanitizer run (hours, not CI): the kasan kernel (KASAN, KFENCE,
+	# kmemleak, page poisoning, init_on_free), the whole end-to-end suite on
+	# it (kmemleak scanned at the end), then 30 minutes of heap_fuzz.
+	setup
+	preflight
+	"$VENV/bin/gcma" build --variant default --variant kasan
+	log "+ GCMA_TEST_VARIANTS=kasan pytest tests/e2e $*"
+	GCMA_TEST_VARIANTS=kasan "$VENV/bin/pytest" tests/e2e "$@"
+	log "+ $VENV/bin/gcma fuzz --variant kasan --minutes 30"
+	exec "$VENV/bin/gcma" fuzz --variant kasan --minutes 30
 	;;
 gcma)
 	setup

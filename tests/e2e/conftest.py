@@ -15,6 +15,7 @@ from gcma.checks import integrity, klog
 from gcma.errors import TargetError
 from gcma.targets.emulated import Artefacts, EmulatedTarget
 from gcma.targets.ssh import SshTransport
+from gcma.targets.transport import Transport
 
 
 @dataclass
@@ -31,9 +32,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 #: GCMA_TEST_VARIANTS=default runs the target tests on one variant only (for
-#: quick local runs); CI runs them on all.
+#: quick local runs); CI runs them on default and debug; the nightly run
+#: (./build.sh nightly) on kasan.
 VARIANTS = [v for v in os.environ.get("GCMA_TEST_VARIANTS", "").split(",") if v] \
-    or kernel.variants()
+    or list(kernel.CI_VARIANTS)
 
 
 @pytest.fixture(scope="session")
@@ -50,11 +52,28 @@ def variant(request: pytest.FixtureRequest) -> str:
 def target(built: None, variant: str) -> Iterator[Target]:
     emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}")
     shell = emulated.start(Artefacts.default(variant), timeout=300)
+    leaks = ""
     try:
         yield Target(emulated, shell, variant)
+        leaks = kmemleak_report(shell)
     finally:
         shell.close()
         emulated.stop()
+    if leaks:
+        pytest.fail(f"kmemleak after the run on {variant}:\n{leaks[:4000]}", pytrace=False)
+
+
+KMEMLEAK = "/sys/kernel/debug/kmemleak"
+
+
+def kmemleak_report(shell: Transport) -> str:
+    """What kmemleak finds after the session (kernels with it: kasan). Two
+    scans: an object must look unreferenced twice to be reported."""
+    if not shell.run(f"test -w {KMEMLEAK}").ok:
+        return ""
+    for _ in range(2):
+        shell.check(f"echo scan > {KMEMLEAK}", timeout=600)
+    return shell.check(f"cat {KMEMLEAK}", timeout=60).strip()
 
 
 @dataclass

@@ -63,6 +63,18 @@ class KernelPaths:
 #: "default" is the kernel the target runs; other variants add
 #: gki/configs/variants/<name>.config (e.g. "debug": lockdep, DEBUG_VM).
 DEFAULT_VARIANT = "default"
+#: The variants CI builds and tests; the others (kasan) are nightly runs.
+CI_VARIANTS = (DEFAULT_VARIANT, "debug")
+
+
+def variant_cmdline(variant: str) -> str:
+    """What a variant needs on the kernel command line, from
+    gki/configs/variants/<variant>.cmdline (comments and blank lines aside)."""
+    path = paths.PROJECT / "gki/configs/variants" / f"{variant}.cmdline"
+    if not path.exists():
+        return ""
+    words = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return " ".join(w for w in words if w)
 
 
 def variants() -> list[str]:

@@ -66,6 +66,9 @@ class Artefacts:
     dtb: Path
     #: Data disks in the order of DATA_DISKS: /dev/vda, /dev/vdb, ...
     disks: tuple[Path, ...] = ()
+    #: What the kernel variant needs on its command line
+    #: (gki/configs/variants/<variant>.cmdline; kasan: page_poison=1).
+    cmdline: str = ""
 
     @classmethod
     def default(cls, variant: str = kernel.DEFAULT_VARIANT,
@@ -77,17 +80,19 @@ class Artefacts:
             disks.append(rootfs.rootfs_dir() / name)
         return cls(kernel=kernel.kernel_paths(variant).image,
                    initrd=rootfs.initramfs_path(variant),
-                   dtb=dt.dt_dir() / f"{dtb}.dtb", disks=tuple(disks))
+                   dtb=dt.dt_dir() / f"{dtb}.dtb", disks=tuple(disks),
+                   cmdline=kernel.variant_cmdline(variant))
 
     def to_json(self) -> dict[str, object]:
         return {"kernel": str(self.kernel), "initrd": str(self.initrd), "dtb": str(self.dtb),
-                "disks": [str(d) for d in self.disks]}
+                "disks": [str(d) for d in self.disks], "cmdline": self.cmdline}
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Artefacts:
         return cls(kernel=Path(str(data["kernel"])), initrd=Path(str(data["initrd"])),
                    dtb=Path(str(data["dtb"])),
-                   disks=tuple(Path(d) for d in data.get("disks", [])))  # type: ignore[attr-defined]
+                   disks=tuple(Path(d) for d in data.get("disks", [])),  # type: ignore[attr-defined]
+                   cmdline=str(data.get("cmdline", "")))
 
     def check(self) -> None:
         for label, path in (("kernel", self.kernel), ("initramfs", self.initrd),
@@ -181,7 +186,8 @@ def process_alive(pid: int) -> bool:
 def qemu_command(machine: Machine, art: Artefacts, port: int, console: Path,
                  extra_cmdline: str = "", adb_port: int | None = None) -> list[str]:
     cmdline = (f"console=ttyAMA0 earlycon=pl011,{PL011_BASE:#x} panic=-1 "
-               f"oops=panic rdinit=/init {extra_cmdline}").strip()
+               f"oops=panic rdinit=/init {art.cmdline} {extra_cmdline}").strip()
+    cmdline = " ".join(cmdline.split())
     argv = [*machine.base_args(), "-display", "none", "-monitor", "none",
             "-serial", f"file:{console}", "-no-reboot",
             "-kernel", str(art.kernel), "-initrd", str(art.initrd), "-dtb", str(art.dtb),

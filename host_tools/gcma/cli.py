@@ -26,6 +26,7 @@ from gcma.checks import (
     matrix,
     pressure,
     scenario,
+    soak,
     stress,
 )
 from gcma.errors import INTERNAL_ERROR_EXIT, CheckFailed, GcmaError, UserError
@@ -241,6 +242,26 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     for area, state in sorted(report["areas"].items()):
         print(f"{area}: used {state['used_kib']} KiB, pending {state['pending_pages']}, "
               f"donated {state['donated'] * 4} of {state['total_kib']} KiB")
+    print(f"report: {out}")
+    return 0
+
+
+def cmd_soak(args: argparse.Namespace) -> int:
+    def progress(rnd: soak.Round) -> None:
+        runner.info(f"soak round {rnd.number}: {rnd.work}, {rnd.seconds} s, "
+                    f"{rnd.allocations} allocations ({rnd.failed_allocations} failed), "
+                    f"MemAvailable {rnd.mem_available_kib} KiB, SUnreclaim "
+                    f"{rnd.slab_unreclaimable_kib} KiB"
+                    + (f", ERRORS: {'; '.join(rnd.errors)}" if rnd.errors else ""))
+
+    report, out = _on_target(args, lambda t: asdict(soak.run(
+        t, args.minutes, args.heap, args.round_seconds, args.seed, progress)), "soak")
+    rounds = report["rounds"]
+    print(f"soak: {report['minutes']} min, {len(rounds)} rounds, "
+          f"{sum(r['allocations'] for r in rounds)} allocations "
+          f"({sum(r['failed_allocations'] for r in rounds)} failed), no error, no kernel "
+          f"report; drift over the soak: MemAvailable {report['drift_kib']['MemAvailable']} "
+          f"KiB, SUnreclaim {report['drift_kib']['SUnreclaim']} KiB")
     print(f"report: {out}")
     return 0
 
@@ -660,6 +681,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: camera and video)")
     p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
     p.set_defaults(func=cmd_fuzz)
+
+    p = sub.add_parser("soak", help="mixed scenarios and fuzz bursts under every pressure for "
+                       "a long time; errors, drift and kernel reports fail it")
+    target_opt(p, "soak")
+    variant_opt(p)
+    p.add_argument("--minutes", type=_positive_int, default=30, help="default 30")
+    p.add_argument("--round-seconds", type=_positive_int, default=60,
+                   help="length of each round (default 60)")
+    p.add_argument("--seed", type=int, default=1, help="of the fuzz rounds (default 1)")
+    p.add_argument("--heap", action="append", help="heap, repeatable (default: camera, video)")
+    p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+    p.set_defaults(func=cmd_soak)
 
     bp = sub.add_parser("bench", help="the heaps side by side under each pressure, in one "
                         "boot (no action); or one of the benchmarks below")

@@ -76,12 +76,22 @@ def _settled(state: dict[str, dict[str, int]]) -> list[str]:
     return problems
 
 
+def settle(t: Transport, wait_s: float = SETTLE_S) -> list[str]:
+    """Wait up to ``wait_s`` for every area to be empty and donated again;
+    what is still not (none: settled)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        problems = _settled(area_state(t))
+        if not problems or time.monotonic() >= deadline:
+            return problems
+        time.sleep(1)
+
+
 def run(t: Transport, heaps: list[str], seed: int, seconds: int, procs: int = 2,
         threads: int = 2, max_kib: int = 16384) -> FuzzReport:
     """heap_fuzz for ``seconds`` on ``heaps``; raises CheckFailed (with the
     report) if a step, the accounting or the kernel log says something broke."""
-    before = area_state(t)
-    leftover = _settled(before)
+    leftover = settle(t, wait_s=0)
     if leftover:
         raise CheckFailed("the areas are not empty before the run: " + "; ".join(leftover))
     mark = len(t.check("dmesg", timeout=60).splitlines())
@@ -106,14 +116,8 @@ def run(t: Transport, heaps: list[str], seed: int, seconds: int, procs: int = 2,
     if not res.ok and not report.failures:
         report.failures.append(f"{command} exited {res.exit_status}: "
                                f"{(res.stderr or res.stdout).strip()[-500:]}")
-    deadline = time.monotonic() + SETTLE_S
-    while True:
-        report.areas = area_state(t)
-        problems = _settled(report.areas)
-        if not problems or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    report.failures += problems
+    report.failures += settle(t)
+    report.areas = area_state(t)
     log = t.check("dmesg", timeout=60).splitlines()[mark:]
     report.kernel_reports = [f"{f.kind}: {f.line}" for f in klog.scan("\n".join(log))]
     if not report.ok:

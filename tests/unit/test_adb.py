@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -119,20 +119,26 @@ def test_several_devices_and_no_serial_is_a_clear_error(server: adb.AdbServer, d
         other.kill()
 
 
-def test_device_gone_mid_push_fails_clearly_and_leaves_no_partial_file(
-        server: adb.AdbServer, device: Adbd, tmp_path: Path) -> None:
+def _push_cut_off(device: Adbd, dest: Path, tmp_path: Path, cut: Callable[[], None]) -> None:
+    """Push 32 MiB to ``dest``; ``cut()`` at 8 MiB; the push must fail saying
+    how far it got."""
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(32 << 20))
-    dest = tmp_path / "on-device" / "big.bin"
 
     def progress(done: int, total: int) -> None:
         if done >= 8 << 20:
-            device.kill()
+            cut()
 
     with adb.AdbTransport(device.serial, connect=True, connect_timeout=10) as t:
         t.default_timeout = 20
         with pytest.raises(TargetError, match=r"push .* failed after \d+ of 33554432 bytes"):
             t.push(big, str(dest), progress=progress)
+
+
+def test_device_gone_mid_push_fails_clearly_and_leaves_no_partial_file(
+        server: adb.AdbServer, device: Adbd, tmp_path: Path) -> None:
+    dest = tmp_path / "on-device" / "big.bin"
+    _push_cut_off(device, dest, tmp_path, device.kill)
     assert not dest.exists()
 
 
@@ -140,20 +146,10 @@ def test_host_side_drop_mid_push_leaves_nothing_behind(server: adb.AdbServer, de
                                                         tmp_path: Path) -> None:
     """The adb server goes (a host crash, adb kill-server): the device drops
     the half-written temporary file, and the old file is as it was."""
-    big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(32 << 20))
     dest = tmp_path / "on-device" / "big.bin"
     dest.parent.mkdir()
     dest.write_text("old")
-
-    def progress(done: int, total: int) -> None:
-        if done >= 8 << 20:
-            server.stop()
-
-    with adb.AdbTransport(device.serial, connect=True, connect_timeout=10) as t:
-        t.default_timeout = 20
-        with pytest.raises(TargetError, match=r"push .* failed after \d+ of 33554432 bytes"):
-            t.push(big, str(dest), progress=progress)
+    _push_cut_off(device, dest, tmp_path, server.stop)
     deadline = time.monotonic() + 5
     while len(list(dest.parent.iterdir())) > 1 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -49,6 +49,7 @@
 #include <linux/dma-heap.h>
 
 #define PAGE 4096UL
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SLOTS 16
 #define MAX_HEAPS 8
 
@@ -167,7 +168,7 @@ static void check_kmsg(struct worker *w, enum op op)
 		if (n <= 0)
 			return;
 		rec[n] = '\0';
-		for (i = 0; i < sizeof(reports) / sizeof(reports[0]); i++) {
+		for (i = 0; i < ARRAY_SIZE(reports); i++) {
 			if (strstr(rec, reports[i])) {
 				rec[strcspn(rec, "\n")] = '\0';
 				fail(w, op, "kernel report: %s", strchr(rec, ';') ? strchr(rec, ';') + 1 : rec);
@@ -594,6 +595,24 @@ static void do_close(struct worker *w)
 		drop(&w->slot[s]);
 }
 
+static void do_good_sync(struct worker *w)
+{
+	do_sync(w, false);
+}
+
+static void do_bad_sync(struct worker *w)
+{
+	do_sync(w, true);
+}
+
+static void (*const op_run[NR_OPS])(struct worker *w) = {
+	[OP_ALLOC] = do_alloc, [OP_BAD_ALLOC] = do_bad_alloc, [OP_MMAP] = do_mmap,
+	[OP_BAD_MMAP] = do_bad_mmap, [OP_MUNMAP] = do_munmap, [OP_SYNC] = do_good_sync,
+	[OP_BAD_SYNC] = do_bad_sync, [OP_WRITE] = do_write, [OP_CHECK] = do_check,
+	[OP_CLOSE] = do_close, [OP_DUP] = do_dup, [OP_FORK] = do_fork, [OP_SEND] = do_send,
+	[OP_KILL] = do_kill,
+};
+
 static enum op draw(struct worker *w)
 {
 	unsigned int total = 0, r, i;
@@ -635,23 +654,7 @@ static void *run_worker(void *arg)
 	     !atomic_load(&failed); w->step++) {
 		op = draw(w);
 		w->count[op]++;
-		switch (op) {
-		case OP_ALLOC: do_alloc(w); break;
-		case OP_BAD_ALLOC: do_bad_alloc(w); break;
-		case OP_MMAP: do_mmap(w); break;
-		case OP_BAD_MMAP: do_bad_mmap(w); break;
-		case OP_MUNMAP: do_munmap(w); break;
-		case OP_SYNC: do_sync(w, false); break;
-		case OP_BAD_SYNC: do_sync(w, true); break;
-		case OP_WRITE: do_write(w); break;
-		case OP_CHECK: do_check(w); break;
-		case OP_CLOSE: do_close(w); break;
-		case OP_DUP: do_dup(w); break;
-		case OP_FORK: do_fork(w); break;
-		case OP_SEND: do_send(w); break;
-		case OP_KILL: do_kill(w); break;
-		default: break;
-		}
+		op_run[op](w);
 		check_kmsg(w, op);
 	}
 	for (i = 0; i < SLOTS; i++)
@@ -702,14 +705,29 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "s:n:d:p:t:m:w:")) != -1) {
 		switch (opt) {
-		case 's': seed = strtoull(optarg, NULL, 0); break;
-		case 'n': steps = strtoul(optarg, NULL, 0); break;
-		case 'd': seconds = strtoul(optarg, NULL, 0); break;
-		case 'p': procs = strtoul(optarg, NULL, 0); break;
-		case 't': threads = strtoul(optarg, NULL, 0); break;
-		case 'm': max_size = strtoul(optarg, NULL, 0) * 1024; break;
-		case 'w': only_worker = strtol(optarg, NULL, 0); break;
-		default: bad = 1;
+		case 's':
+			seed = strtoull(optarg, NULL, 0);
+			break;
+		case 'n':
+			steps = strtoul(optarg, NULL, 0);
+			break;
+		case 'd':
+			seconds = strtoul(optarg, NULL, 0);
+			break;
+		case 'p':
+			procs = strtoul(optarg, NULL, 0);
+			break;
+		case 't':
+			threads = strtoul(optarg, NULL, 0);
+			break;
+		case 'm':
+			max_size = strtoul(optarg, NULL, 0) * 1024;
+			break;
+		case 'w':
+			only_worker = strtol(optarg, NULL, 0);
+			break;
+		default:
+			bad = 1;
 		}
 	}
 	if (bad || optind >= argc || argc - optind > MAX_HEAPS || !procs || !threads ||

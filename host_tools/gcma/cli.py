@@ -570,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--variant", default=kernel.DEFAULT_VARIANT, choices=kernel.variants(),
                        help="kernel variant (default: default)")
 
+    def boot_timeout_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+
     def target_opt(p: argparse.ArgumentParser, default: str = "default") -> None:
         p.add_argument("--target", "--name", dest="name", default=default,
                        help=f"target name (default: {default})")
@@ -652,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     build_opts(p)
     target_opt(p, "main")
     p.add_argument("--no-build", action="store_true", help="use what is built")
-    p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+    boot_timeout_opt(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("integrity", help="page-cache integrity run under cleancache")
@@ -662,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admit-all", action="store_true",
                    help="store every clean folio while reading, not only those with a "
                    "record of reuse (the kernel's default)")
-    p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+    boot_timeout_opt(p)
     p.set_defaults(func=cmd_integrity)
 
     p = sub.add_parser("fuzz", help="random seeded heap operations in processes and threads "
@@ -679,7 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest buffer, KiB (default 16384)")
     p.add_argument("--heap", action="append", help="heap to fuzz, repeatable "
                    "(default: camera and video)")
-    p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+    boot_timeout_opt(p)
     p.set_defaults(func=cmd_fuzz)
 
     p = sub.add_parser("soak", help="mixed scenarios and fuzz bursts under every pressure for "
@@ -691,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="length of each round (default 60)")
     p.add_argument("--seed", type=int, default=1, help="of the fuzz rounds (default 1)")
     p.add_argument("--heap", action="append", help="heap, repeatable (default: camera, video)")
-    p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+    boot_timeout_opt(p)
     p.set_defaults(func=cmd_soak)
 
     bp = sub.add_parser("bench", help="the heaps side by side under each pressure, in one "

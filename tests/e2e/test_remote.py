@@ -16,16 +16,11 @@ import pytest
 
 from gcma import paths
 from gcma.build import kernel
+from gcma.targets.emulated import free_port
 
 pytestmark = pytest.mark.e2e
 
 SSHD = "/usr/sbin/sshd"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +32,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", d / "client_key"],
                    check=True)
     (d / "authorized_keys").write_bytes((d / "client_key.pub").read_bytes())
-    port = _free_port()
+    port = free_port()
     (d / "sshd_config").write_text(f"""\
 Port {port}
 ListenAddress 127.0.0.1

@@ -18,14 +18,9 @@ import pytest
 from gcma import targets
 from gcma.errors import TargetError, UserError
 from gcma.targets import adb
+from gcma.targets.emulated import free_port
 
 ADBD_SOURCE = Path(__file__).resolve().parents[2] / "host_tools/gcma/guest/gcma-adbd.c"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,7 @@ class Adbd:
     """One gcma-adbd on a loopback port, in a process group of its own."""
 
     def __init__(self, binary: Path, *flags: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.proc = subprocess.Popen([binary, "-p", str(self.port), *flags],
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
@@ -61,7 +56,7 @@ class Adbd:
 
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[adb.AdbServer]:
-    srv = adb.AdbServer(_free_port(), tmp_path / "adb-server.log")
+    srv = adb.AdbServer(free_port(), tmp_path / "adb-server.log")
     srv.start()
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(srv.port))
     try:
@@ -209,7 +204,7 @@ def test_pull_of_a_missing_file_names_the_reason(server: adb.AdbServer, device: 
 
 
 def test_the_private_server_goes_with_the_transport(tmp_path: Path, device: Adbd) -> None:
-    srv = adb.AdbServer(_free_port(), tmp_path / "log")
+    srv = adb.AdbServer(free_port(), tmp_path / "log")
     srv.start()
     with adb.AdbTransport(device.serial, connect=True, server=srv) as t:
         t.check("true")

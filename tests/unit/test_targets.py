@@ -79,6 +79,19 @@ def test_bad_descriptions_name_file_line_and_field(text: str, message: str) -> N
     assert str(err.value).startswith(message), str(err.value)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("[" * 20000, "t.yaml: nested too deeply to be a targets file"),
+    ("targets:\n" + "#" * (1 << 20), "t.yaml: 1,048,585 characters: too large"),
+    ("\x00\x01binary", "t.yaml: not valid YAML: character U+0000 at offset 0 is not"),
+    ("targets: 3\n", "t.yaml:1: 'targets' must be a mapping"),
+])
+def test_hostile_files_are_user_errors(text: str, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        targets.parse(text, "t.yaml")
+    assert str(err.value).startswith(message), str(err.value)
+    assert "\n" not in str(err.value)
+
+
 def test_a_missing_named_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="no such targets file"):
         targets.load([tmp_path / "nope.yaml"])

@@ -239,17 +239,31 @@ class _Reader:
                 for name, (_, node) in self.mapping(top["targets"][1], "'targets'").items()}
 
 
+#: A targets file describes a few devices; anything this big is a mistake.
+MAX_FILE_CHARS = 1 << 20
+
+
 def parse(text: str, source: str) -> dict[str, TargetSpec]:
     """The targets of one YAML text; a UserError names file, line and field."""
+    if len(text) > MAX_FILE_CHARS:
+        raise UserError(f"{source}: {len(text):,} characters: too large for a targets file "
+                        f"(at most {MAX_FILE_CHARS:,})")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return _Reader(source).document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise UserError(f"{source}{line}: not valid YAML: {exc.problem or exc}") from None
+    except yaml.reader.ReaderError as exc:
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise UserError(f"{source}: not valid YAML: character U+{code:04X} at offset "
+                        f"{exc.position} is not allowed") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{source}: not valid YAML: {exc}") from None
-    return _Reader(source).document(root)
+        raise UserError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        # pyyaml and the reader both recurse: "[[[[..." must not be a crash.
+        raise UserError(f"{source}: nested too deeply to be a targets file") from None
 
 
 def builtin() -> dict[str, TargetSpec]:

@@ -874,14 +874,21 @@ static const char *gcma_area_from_node(struct device_node *np)
 	struct device_node *region;
 	const char *label, *reason;
 	char what[96];
+	int err, len;
 
-	if (!of_property_present(np, "memory-region"))
+	if (!of_find_property(np, "memory-region", &len))
 		return "no memory-region";
+	/* A string or a list would otherwise be read as its first phandle. */
+	if (len != sizeof(phandle))
+		return "memory-region is not one phandle";
 	region = of_parse_phandle(np, "memory-region", 0);
 	if (!region)
 		return "memory-region does not point to a node";
-	if (of_property_read_string(np, "label", &label)) {
+	err = of_property_read_string(np, "label", &label);
+	if (err == -EINVAL) {
 		reason = "no label";
+	} else if (err) {
+		reason = "label is not a string";
 	} else if (of_property_read_bool(region, "reusable") &&
 		   of_property_read_bool(region, "guarantee")) {
 		/* Upstream's CMA backs such a region with GCMA itself. */

@@ -216,7 +216,8 @@ def _on_target(args: argparse.Namespace, work: Callable[[Transport], dict[str, A
 
 def cmd_integrity(args: argparse.Namespace) -> int:
     report, _ = _on_target(args, lambda t: integrity.run(
-        t, rounds=args.rounds, admit_all=args.admit_all), "integrity")
+        t, rounds=args.rounds, admit_all=args.admit_all,
+        heap_load=tuple(args.heap_load)), "integrity")
     print(f"admission: {report['admission']}")
     rows = [{k: str(v) for k, v in phase.items()} for phase in report["phases"]]  # type: ignore[attr-defined]
     print(table(rows, ["name", "verified_reads", "mismatches", "stored", "restored",
@@ -665,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admit-all", action="store_true",
                    help="store every clean folio while reading, not only those with a "
                    "record of reuse (the kernel's default)")
+    p.add_argument("--heap-load", action="append", default=[], metavar="HEAP",
+                   help="allocate from HEAP in a loop all along the run (repeatable; "
+                   "e.g. camera, video)")
     boot_timeout_opt(p)
     p.set_defaults(func=cmd_integrity)
 

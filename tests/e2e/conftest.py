@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from gcma.build import kernel, pipeline
+from gcma.build import dt, kernel, pipeline
 from gcma.checks import integrity, klog
 from gcma.errors import TargetError
 from gcma.targets.emulated import Artefacts, EmulatedTarget
@@ -144,6 +144,25 @@ def admit_all(target: Target) -> Iterator[None]:
         yield
     finally:
         integrity.set_admit_all(target.shell, False)
+
+
+@pytest.fixture
+def bare_target(built: None, variant: str) -> Iterator[Target]:
+    """A target that does not load the vendor modules, with a reserve_mem region."""
+    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-bare")
+    shell = emulated.start(Artefacts.default(variant, dt.NO_GUARANTEE_DTB), timeout=300,
+                           extra_cmdline="gcma.skip=gcma_area,gcma_heap "
+                                         "reserve_mem=8M:4096:rmtest")
+    leaks = ""
+    try:
+        yield Target(emulated, shell, variant)
+        leaks = kmemleak_report(shell)
+    finally:
+        shell.close()
+        emulated.stop()
+    if leaks:
+        pytest.fail(f"kmemleak after a bare target's test on {variant}:\n{leaks[:4000]}",
+                    pytrace=False)
 
 
 @pytest.fixture

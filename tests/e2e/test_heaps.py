@@ -158,20 +158,6 @@ def test_unload_is_refused_and_harmless(target: Target) -> None:
     assert parse_kv(target.shell.check("heap_alloc -s 4M -n 2 camera"))["ok"] == "2"
 
 
-@pytest.fixture
-def bare_target(built: None, variant: str) -> Iterator[Target]:
-    """A target that does not load the vendor modules, with a reserve_mem region."""
-    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-bare")
-    shell = emulated.start(Artefacts.default(variant, dt.NO_GUARANTEE_DTB), timeout=300,
-                           extra_cmdline="gcma.skip=gcma_area,gcma_heap "
-                                         "reserve_mem=8M:4096:rmtest")
-    try:
-        yield Target(emulated, shell, variant)
-    finally:
-        shell.close()
-        emulated.stop()
-
-
 def test_area_module_unload_returns_every_page(bare_target: Target) -> None:
     t = bare_target.shell
     assert t.check("ls /sys/kernel/mm/cleancache/pools").split() == []
@@ -221,13 +207,13 @@ BAD_AREAS = {
 
 
 @contextmanager
-def _boot_with_fixture(variant: str, fixture: str,
-                       machine: Machine = VIRT) -> Iterator[Transport]:
+def _boot_with_fixture(variant: str, fixture: str, machine: Machine = VIRT,
+                       strict: bool = True) -> Iterator[Transport]:
     """A target whose DT is ours plus tests/fixtures/dt/<fixture>.dtso. Its
     kernel log must stay clean for the whole test, bad nodes or not."""
     dtb = dt.build(machine, [paths.PROJECT / "dts" / "virt-gcma.dtso",
                              paths.PROJECT / "tests" / "fixtures" / "dt" / f"{fixture}.dtso"],
-                   name=f"virt-gcma-{fixture}", check_ram=False)
+                   name=f"virt-gcma-{fixture}", check_ram=False, strict=strict)
     art = Artefacts.default(variant)
     art.dtb = dtb
     emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-{fixture}")

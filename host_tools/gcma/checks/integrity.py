@@ -12,10 +12,11 @@ differences of /sys/kernel/mm/cleancache/ across it.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 
 from gcma.checks import klog
-from gcma.errors import CheckFailed
+from gcma.errors import CheckFailed, UserError
 from gcma.targets.transport import Transport
 
 CLEANCACHE = "/sys/kernel/mm/cleancache"
@@ -79,14 +80,46 @@ def set_admit_all(t: Transport, on: bool) -> None:
     t.check(f"echo {int(on)} > {ADMIT_ALL}")
 
 
+HEAP_LOAD = "/tmp/gcma-heap-load"
+
+
+def _start_heap_load(t: Transport, heaps: tuple[str, ...]) -> None:
+    """Userspace allocations in a loop beside the readers: each round takes
+    8 MiB buffers from every heap (pages holding cached copies come back
+    while the files are read) and checks that they read zero."""
+    names = " ".join(shlex.quote(h) for h in heaps)
+    t.check(f"rm -rf {HEAP_LOAD} && mkdir -p {HEAP_LOAD} && "
+            f"(n=0; while [ ! -e {HEAP_LOAD}/stop ]; do for h in {names}; do "
+            f"heap_alloc -s 8M -n 4 $h > {HEAP_LOAD}/last 2>&1 || "
+            f"cat {HEAP_LOAD}/last >> {HEAP_LOAD}/failures; done; n=$((n+1)); "
+            f"echo $n > {HEAP_LOAD}/rounds; done; touch {HEAP_LOAD}/done) "
+            "> /dev/null 2>&1 &")
+
+
+def _stop_heap_load(t: Transport) -> dict[str, object]:
+    t.run(f"touch {HEAP_LOAD}/stop; i=0; while [ ! -e {HEAP_LOAD}/done ] && [ $i -lt 600 ]; "
+          "do sleep 0.1; i=$((i+1)); done", timeout=120)
+    rounds = t.run(f"cat {HEAP_LOAD}/rounds").stdout.strip()
+    failures = t.run(f"cat {HEAP_LOAD}/failures 2>/dev/null").stdout.strip()
+    return {"rounds": int(rounds or 0), "failures": failures.splitlines()}
+
+
 def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
-        stress_area: str = "camera", admit_all: bool = False) -> dict[str, object]:
+        stress_area: str = "camera", admit_all: bool = False,
+        heap_load: tuple[str, ...] = ()) -> dict[str, object]:
     """Run every phase; raises :class:`CheckFailed` on any mismatch.
 
     The bulk phases read under the given admission policy; the mutation phase
-    always stores everything, since it evicts pages it just wrote."""
+    always stores everything, since it evicts pages it just wrote. With
+    ``heap_load``, those heaps are allocated from userspace all along too."""
+    if stress_area in heap_load:
+        raise UserError(f"--heap-load {stress_area}: gcma_stress holds that area; "
+                        "load another heap")
     make_cgroup(t, CGROUP, memory_limit)
     t.check(f"insmod /lib/modules/gcma-tests/gcma_stress.ko area={stress_area}")
+    load: dict[str, object] = {}
+    if heap_load:
+        _start_heap_load(t, heap_load)
     try:
         set_admit_all(t, admit_all)
         phases = [_bulk(t, "ext4", "/data", rounds), _bulk(t, "erofs", "/erofs", rounds),
@@ -105,6 +138,8 @@ def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
         stress = {k: int(t.check(f"cat {STRESS_PARAMS}/{k}"))
                   for k in ("allocs", "pages_allocated", "alloc_failures", "bad_pages")}
     finally:
+        if heap_load:
+            load = _stop_heap_load(t)
         t.run(f"rmmod gcma_stress; echo 0 > {ADMIT_ALL}")
     report: dict[str, object] = {
         "admission": "all" if admit_all else "workingset",
@@ -114,6 +149,7 @@ def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
         "verified_reads": sum(p.verified_reads for p in phases),
         "mismatches": sum(p.mismatches for p in phases),
         "gcma_stress": stress,
+        "heap_load": load,
         "mutation_log": [line for line in res.stdout.splitlines() if line.startswith(
             ("change=", "MISMATCH", "FAIL"))],
     }
@@ -123,6 +159,8 @@ def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
     bad += [f"kernel log: {f.kind}: {f.line}" for f in findings]
     if stress["bad_pages"]:
         bad.append(f"gcma_stress: {stress['bad_pages']} bad pages")
+    if load.get("failures"):
+        bad.append(f"heap load: {'; '.join(load['failures'])[:500]}")  # type: ignore[arg-type]
     report["failures"] = bad
     if bad:
         raise CheckFailed("page-cache integrity: " + "; ".join(bad), report)

@@ -33,6 +33,8 @@
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
 
+#include "errname.h"
+
 #define PAGE 4096UL
 
 static int heap_fd;
@@ -104,12 +106,12 @@ static int check_mmap(void)
 	/* Entirely past the end. */
 	if (mmap(NULL, PAGE, PROT_READ, MAP_SHARED, fd, len) != MAP_FAILED)
 		return fail("mmap past the end succeeded", 0);
-	printf("past_end_map=%s\n", strerrorname_np(errno));
+	printf("past_end_map=%s\n", errname(errno));
 
 	/* Longer than the buffer: refused, or the page past the end faults. */
 	p = mmap(NULL, len + PAGE, PROT_READ, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
-		printf("long_map=%s\n", strerrorname_np(errno));
+		printf("long_map=%s\n", errname(errno));
 	} else {
 		signal(SIGBUS, on_sigbus);
 		if (!sigsetjmp(bus_jump, 1)) {

@@ -43,6 +43,8 @@
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
 
+#include "errname.h"
+
 #define HEAP_DIR "/dev/dma_heap"
 #define MAX_COUNT 100000
 
@@ -227,7 +229,7 @@ static int hold_heap(const char *name, size_t size, unsigned int count)
 		fds[held++] = fd;
 	}
 	printf("heap=%s size=%zu held=%u error=%s total_us=%llu\n", name, size, held,
-	       err ? strerrorname_np(err) : "none",
+	       err ? errname(err) : "none",
 	       (unsigned long long)(now_us() - t0));
 	fflush(stdout);
 	if (fail_free && make_it_fail())
@@ -291,7 +293,7 @@ out:
 	if (fd >= 0)
 		close(fd);
 	printf("heap=%s size=%zu kernel_user=%s error=%s%s%s\n", name, size, what,
-	       err ? strerrorname_np(err) : "none", err ? " step=" : "", err ? step : "");
+	       err ? errname(err) : "none", err ? " step=" : "", err ? step : "");
 	return err != 0;
 }
 
@@ -302,7 +304,7 @@ static int expect(const char *name, const char *what, int got, int want)
 	if (got >= 0)
 		close(got);
 	printf("heap=%s check=%s expected=%s got=%s %s\n", name, what,
-	       strerrorname_np(want), got >= 0 ? "success" : strerrorname_np(-got),
+	       errname(want), got >= 0 ? "success" : errname(-got),
 	       ok ? "ok" : "WRONG");
 	return !ok;
 }

@@ -48,6 +48,8 @@
 #include <linux/dma-buf.h>
 #include <linux/dma-heap.h>
 
+#include "errname.h"
+
 #define PAGE 4096UL
 #define MIB (256 * PAGE)
 
@@ -67,12 +69,12 @@ static void report(const char *name, const char *want, const char *got)
 
 static const char *result(long ret)
 {
-	return ret < 0 ? strerrorname_np(errno) : "ok";
+	return ret < 0 ? errname(errno) : "ok";
 }
 
 static const char *map_result(void *p)
 {
-	return p == MAP_FAILED ? strerrorname_np(errno) : "ok";
+	return p == MAP_FAILED ? errname(errno) : "ok";
 }
 
 static int open_heap(const char *name)
@@ -113,7 +115,7 @@ static const char *try_alloc(uint64_t len, uint32_t fd_flags, uint64_t heap_flag
 	};
 
 	if (ioctl(heap_fd, DMA_HEAP_IOCTL_ALLOC, &data) < 0)
-		return strerrorname_np(errno);
+		return errname(errno);
 	if (size)
 		*size = lseek(data.fd, 0, SEEK_END);
 	close(data.fd);
@@ -132,7 +134,7 @@ static const char *sized_alloc(size_t size, unsigned char tail)
 	data->len = 2 * PAGE;
 	data->fd_flags = O_RDWR | O_CLOEXEC;
 	if (ioctl(heap_fd, cmd, buf) < 0)
-		return strerrorname_np(errno);
+		return errname(errno);
 	/* A struct without the fd field gets no fd back: it closes at exit. */
 	if (size >= 12 && data->fd > 0)
 		close(data->fd);
@@ -189,7 +191,7 @@ static void check_ioctl(void)
 	/* Read-only: the buffer is made, the fd cannot be returned, both go. */
 	ro = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (ro == MAP_FAILED) {
-		report("read-only-struct", "ok", strerrorname_np(errno));
+		report("read-only-struct", "ok", errname(errno));
 	} else {
 		ro->len = 64 * PAGE;
 		ro->fd_flags = O_RDWR | O_CLOEXEC;
@@ -202,7 +204,7 @@ static void check_ioctl(void)
 	/* The buffer's fd: unknown ioctls and bad sync flags. */
 	fd = alloc_buf(heap_fd, PAGE, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		report("buffer", "ok", strerrorname_np(-fd));
+		report("buffer", "ok", errname(-fd));
 		return;
 	}
 	report("buffer-unknown-ioctl", "ENOTTY", result(ioctl(fd, _IO('b', 0x7f))));
@@ -244,7 +246,7 @@ static void exhaust(const char *name, rlim_t fd_limit, const char *want)
 	char what[64];
 
 	if (setrlimit(RLIMIT_NOFILE, &lim)) {
-		report(name, want, strerrorname_np(errno));
+		report(name, want, errname(errno));
 		return;
 	}
 	fds = calloc(fd_limit, sizeof(*fds));
@@ -261,11 +263,11 @@ static void exhaust(const char *name, rlim_t fd_limit, const char *want)
 		fds[held++] = fd;
 	}
 	printf("%s: held=%lu fd_limit=%lu\n", name, held, (unsigned long)fd_limit);
-	report(name, want, err ? strerrorname_np(err) : "no-failure");
+	report(name, want, err ? errname(err) : "no-failure");
 	/* Still full: a larger request fails the same way, and nothing breaks. */
 	fd = alloc_buf(heap_fd, 2 * MIB, O_RDWR | O_CLOEXEC);
 	snprintf(what, sizeof(what), "%s-then-2m", name);
-	report(what, want, fd < 0 ? strerrorname_np(-fd) : "ok");
+	report(what, want, fd < 0 ? errname(-fd) : "ok");
 	if (fd >= 0)
 		close(fd);
 	for (i = 0; i < held; i++)
@@ -273,7 +275,7 @@ static void exhaust(const char *name, rlim_t fd_limit, const char *want)
 	free(fds);
 	fd = alloc_buf(heap_fd, held * PAGE, O_RDWR | O_CLOEXEC);
 	snprintf(what, sizeof(what), "%s-then-one-buffer", name);
-	report(what, "ok", fd < 0 ? strerrorname_np(-fd) : "ok");
+	report(what, "ok", fd < 0 ? errname(-fd) : "ok");
 	if (fd >= 0)
 		close(fd);
 }
@@ -339,13 +341,13 @@ static void check_lifetime(void)
 	/* The mapping keeps the buffer after its only fd is closed. */
 	fd = alloc_buf(heap_fd, len, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
-		report("alloc", "ok", strerrorname_np(-fd));
+		report("alloc", "ok", errname(-fd));
 		return;
 	}
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED) {
-		report("mmap", "ok", strerrorname_np(errno));
+		report("mmap", "ok", errname(errno));
 		return;
 	}
 	for (i = 0; i < len / sizeof(*p); i++)
@@ -420,7 +422,7 @@ static void check_fill(const char *token)
 	for (b = 0; b < n; b++) {
 		p = mmap(NULL, MIB, PROT_READ | PROT_WRITE, MAP_SHARED, fds[b], 0);
 		if (p == MAP_FAILED) {
-			report("fill-map", "ok", strerrorname_np(errno));
+			report("fill-map", "ok", errname(errno));
 			return;
 		}
 		for (i = 0; i + tlen <= MIB; i += tlen)
@@ -446,7 +448,7 @@ static void check_scan(const char *token, const char *heap)
 	for (b = 0; b < n; b++) {
 		p = mmap(NULL, MIB, PROT_READ, MAP_SHARED, fds[b], 0);
 		if (p == MAP_FAILED) {
-			report("scan-map", "ok", strerrorname_np(errno));
+			report("scan-map", "ok", errname(errno));
 			return;
 		}
 		/* Word by word: a whole area on an emulated CPU. */
@@ -477,12 +479,12 @@ static void check_hold(unsigned int seconds)
 	int fd = alloc_buf(heap_fd, len, O_RDWR | O_CLOEXEC);
 
 	if (fd < 0) {
-		report("hold", "ok", strerrorname_np(-fd));
+		report("hold", "ok", errname(-fd));
 		return;
 	}
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (p == MAP_FAILED) {
-		report("hold", "ok", strerrorname_np(errno));
+		report("hold", "ok", errname(errno));
 		return;
 	}
 	for (i = 0; i < len / sizeof(*p); i++)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from gcma import __version__, doctor, paths, runner, targets
+from gcma.android import files as android_files
+from gcma.android import flash, images, manifest
 from gcma.build import bisect, dt, kconfig, kernel, modules, pipeline, remote, rootfs
 from gcma.build.toolchain import Toolchain
 from gcma.checks import (
@@ -465,6 +467,71 @@ def cmd_kconfig_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_android_files(args: argparse.Namespace) -> int:
+    m = manifest.load(args.manifest)
+    problems = manifest.kbuild_problems(m, m.path.parent / "Kbuild")
+    if problems:
+        raise UserError("Kbuild and the manifest disagree:\n  " + "\n  ".join(problems))
+    if args.check:
+        stale = android_files.drift(m)
+        if stale:
+            raise UserError(f"{len(stale)} Android build file(s) do not match {m.path}: "
+                            + ", ".join(str(p.relative_to(paths.PROJECT)) for p in stale)
+                            + " (gcma android files rewrites them)")
+        print(f"Android build files match {m.path}")
+        return 0
+    changed = android_files.write(m)
+    for path in changed:
+        runner.info(f"wrote {path}")
+    if not changed:
+        runner.info("Android build files already match the manifest")
+    return 0
+
+
+def _dist(args: argparse.Namespace) -> Path:
+    return args.modules or modules.dist_dir(variant=args.variant)
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    m = manifest.load(args.manifest)
+    if args.kind == "vendor-ramdisk":
+        path = images.vendor_ramdisk(m, _dist(args), args.out)
+    else:
+        path = images.vendor_dlkm(m, _dist(args), args.out)
+    print(path)
+    return 0
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    spec = targets.resolve(args.name)
+    m = manifest.load(args.manifest)
+    if flash.is_cuttlefish(spec):
+        if args.kernel is None:
+            raise UserError("a Cuttlefish needs --kernel (the GKI build's bzImage)")
+        if args.initramfs is None and args.modules is None:
+            raise UserError(f"target {spec.name} is {spec.arch}: give --modules, the dist "
+                            "folder of modules built against its kernel, or --initramfs")
+        initramfs = args.initramfs or images.vendor_ramdisk(
+            m, args.modules, images.images_dir() / f"cuttlefish-{spec.name}.cpio",
+            stages=manifest.STAGES)
+        plan = flash.cuttlefish_plan(spec, args.kernel, initramfs, args.area_size,
+                                     args.restart)
+    elif spec.transport == "adb":
+        image = args.vendor_dlkm or images.vendor_dlkm(m, _dist(args))
+        plan = flash.device_plan(spec, image, ours=args.vendor_dlkm is None,
+                                 replace_partition=args.replace_partition or args.dry_run)
+    else:
+        raise UserError(f"target {spec.name} ({spec.transport}): gcma flash is for a "
+                        "Cuttlefish or an adb device; use gcma deploy")
+    for note in plan.notes:
+        runner.info(f"note: {note}")
+    if args.dry_run:
+        sys.stdout.write(plan.script())
+        return 0
+    flash.run(plan)
+    return 0
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     spec = targets.resolve(args.name)
     dist = args.modules
@@ -573,6 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def boot_timeout_opt(p: argparse.ArgumentParser) -> None:
         p.add_argument("--timeout", type=_positive_int, default=180, help="boot timeout, s")
+
+    def manifest_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--manifest", type=Path, default=manifest.default_path(),
+                       help="module manifest (default: vendor_modules/modules.yaml)")
 
     def target_opt(p: argparse.ArgumentParser, default: str = "default") -> None:
         p.add_argument("--target", "--name", dest="name", default=default,
@@ -807,6 +878,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true",
                    help="then allocate, check and free a few buffers on each heap")
     p.set_defaults(func=cmd_deploy)
+
+    a = sub.add_parser("android", help="Android build files from the module manifest"
+                       ).add_subparsers(dest="action", required=True, parser_class=_Parser)
+    p = a.add_parser("files", help="write BUILD.bazel, Android.bp, the product makefile, "
+                     "ueventd and SELinux files from vendor_modules/modules.yaml")
+    manifest_opt(p)
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; fail if a file does not match the manifest")
+    p.set_defaults(func=cmd_android_files)
+
+    p = sub.add_parser("image", help="module images: the vendor_boot ramdisk fragment "
+                       "(cpio) or vendor_dlkm (erofs)")
+    p.add_argument("kind", choices=("vendor-ramdisk", "vendor-dlkm"))
+    manifest_opt(p)
+    p.add_argument("--modules", type=Path, help="module dist folder (default: ours)")
+    variant_opt(p)
+    p.add_argument("--out", type=Path, help="image path (default: out/images/)")
+    p.set_defaults(func=cmd_image)
+
+    p = sub.add_parser("flash", help="the kernel and modules onto a Cuttlefish (launch_cvd) "
+                       "or vendor_dlkm onto a device (fastboot)")
+    target_opt(p, "cuttlefish")
+    manifest_opt(p)
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--modules", type=Path, help="module dist folder (default: ours)")
+    variant_opt(p)
+    p.add_argument("--kernel", type=Path, help="Cuttlefish: the kernel image")
+    p.add_argument("--initramfs", type=Path,
+                   help="Cuttlefish: the initramfs (default: one with every GCMA module)")
+    p.add_argument("--area-size", default="128M",
+                   help="Cuttlefish: size of each reserve_mem area (default 128M)")
+    p.add_argument("--restart", action="store_true",
+                   help="Cuttlefish: stop the running instance first")
+    p.add_argument("--vendor-dlkm", type=Path,
+                   help="device: the vendor_dlkm image to flash (default: ours)")
+    p.add_argument("--replace-partition", action="store_true",
+                   help="device: flash our image, which holds only the GCMA modules")
+    p.set_defaults(func=cmd_flash)
 
     t = sub.add_parser("target", help="the emulated target").add_subparsers(
         dest="action", required=True, parser_class=_Parser)

@@ -25,11 +25,16 @@ from gcma.errors import InfraError, UserError
 #: Debian arm64 packages unpacked into the guest (with their library deps).
 GUEST_PACKAGES = ("busybox-static", "dropbear-bin", "openssh-sftp-server", "libc6",
                   "libgcc-s1", "libcrypt1", "libtomcrypt1", "libtommath1", "libgmp10",
-                  "zlib1g")
+                  "zlib1g",
+                  # kmod's modprobe, for "modprobe -d" from a vendor_dlkm image
+                  # (busybox's has no -d); its other tools stay busybox's.
+                  "kmod", "libkmod2", "liblzma5", "libssl3", "libzstd1")
 #: What we do not need from those packages.
 _PRUNE = ("usr/share", "usr/lib/aarch64-linux-gnu/gconv", "etc", "usr/lib/aarch64-linux-gnu/audit",
           "usr/bin/getconf", "usr/bin/ldd", "usr/bin/iconv", "usr/bin/locale",
-          "usr/bin/localedef", "usr/bin/getent", "usr/bin/zdump", "usr/sbin/iconvconfig")
+          "usr/bin/localedef", "usr/bin/getent", "usr/bin/zdump", "usr/sbin/iconvconfig",
+          "bin/lsmod", "sbin/depmod", "sbin/insmod", "sbin/lsmod", "sbin/modinfo",
+          "sbin/rmmod", "lib/modprobe.d")
 CROSS_CC = "aarch64-linux-gnu-gcc"
 #: apt-get download of the guest packages, s.
 DOWNLOAD_TIMEOUT = 1200.0
@@ -176,7 +181,7 @@ def build_initramfs(modules_dist: Path | None = None,
         target = staging / prune
         if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        elif target.exists():
+        elif target.is_symlink() or target.exists():
             target.unlink()
     # Debian 12 is not merged-/usr inside .debs: give the usual paths.
     if not (staging / "lib").exists():
@@ -194,7 +199,7 @@ def build_initramfs(modules_dist: Path | None = None,
         raise InfraError(f"{sftp} missing from openssh-sftp-server")
     _link(staging, "usr/libexec/sftp-server", f"/{sftp}")
     _link(staging, "usr/lib/sftp-server", f"/{sftp}")
-    for elf in (staging / "usr/sbin/dropbear", staging / sftp):
+    for elf in (staging / "usr/sbin/dropbear", staging / sftp, staging / "bin/kmod"):
         missing = _missing_libraries(staging, elf)
         if missing:
             raise InfraError(f"{elf.name} needs libraries not in GUEST_PACKAGES: {missing}")

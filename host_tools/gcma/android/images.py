@@ -1,0 +1,131 @@
+"""The module images Android flashes: a vendor_boot ramdisk fragment (cpio)
+for the first-stage modules, and a vendor_dlkm erofs image for the rest.
+
+Both have Android's flat layout, ``lib/modules/`` with the ``.ko`` files,
+``modules.load`` (the manifest's load order), and ``modules.dep``,
+``modules.alias`` and ``modules.softdep`` made by running the real
+``depmod`` on the modules of that image, as the Android build does (its
+``.bin`` indexes too, which kmod's modprobe reads). A module whose
+dependency sits in the other image (gcma_heap in vendor_dlkm, gcma_area on
+the ramdisk) lists no dependency here: first-stage init loaded it already.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from gcma import paths, runner
+from gcma.android.manifest import Manifest, Module
+from gcma.build import cpio
+from gcma.errors import UserError
+
+#: depmod needs a version directory; Android's build uses the same dummy.
+DEPMOD_VERSION = "0.0"
+#: Files depmod makes that the images keep (the text ones Android's
+#: libmodprobe reads, the .bin ones kmod's modprobe reads).
+DEPMOD_FILES = ("modules.dep", "modules.dep.bin", "modules.alias", "modules.alias.bin",
+                "modules.softdep", "modules.symbols", "modules.symbols.bin",
+                "modules.builtin.bin", "modules.builtin.alias.bin", "modules.devname")
+#: erofs images are made reproducible: fixed time and owner.
+EPOCH = "0"
+UUID = "6763ab4d-0000-4000-8000-00000000d1c3"
+
+
+def images_dir() -> Path:
+    return paths.out_dir() / "images"
+
+
+def _stage(manifest: Manifest, stages: tuple[str, ...], dist: Path, dest: Path) -> list[Module]:
+    """dest/lib/modules/ with the modules of those stages and depmod's files."""
+    stage = "+".join(stages)
+    mods = [m for m in manifest.modules if m.stage in stages]
+    if not mods:
+        raise UserError(f"{manifest.path}: no module has stage {stage}")
+    missing = [m.ko for m in mods if not (dist / m.ko).is_file()]
+    if missing:
+        raise UserError(f"{dist}: no {', '.join(missing)} (build the modules first: "
+                        "gcma modules build)")
+    top = dest / "lib" / "modules"
+    version = top / DEPMOD_VERSION
+    version.mkdir(parents=True)
+    for m in mods:
+        shutil.copyfile(dist / m.ko, version / m.ko)
+    order = "".join(f"{m.ko}\n" for m in mods)
+    # What depmod reads besides the modules; empty ones keep it quiet.
+    (version / "modules.order").write_text(order)
+    (version / "modules.builtin").write_text("")
+    (version / "modules.builtin.modinfo").write_text("")
+    log = paths.logs_dir() / f"image-{stage}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    runner.run(["depmod", "-b", str(dest), DEPMOD_VERSION], log=log)
+    for m in mods:
+        os.replace(version / m.ko, top / m.ko)
+    for name in DEPMOD_FILES:
+        if (version / name).exists():
+            os.replace(version / name, top / name)
+    shutil.rmtree(version)
+    (top / "modules.load").write_text(order)
+    options = "".join(f"options {m.name} " + " ".join(f"{k}={v}" for k, v in m.params.items())
+                      + "\n" for m in mods if m.params)
+    if options:
+        (top / "modules.options").write_text(options)
+    for root, dirs, files in os.walk(dest):
+        for d in dirs:
+            os.chmod(Path(root) / d, 0o755)
+        for f in files:
+            os.chmod(Path(root) / f, 0o644)
+    return mods
+
+
+def vendor_ramdisk(manifest: Manifest, dist: Path, out: Path | None = None,
+                   stages: tuple[str, ...] = ("vendor_ramdisk",)) -> Path:
+    """A newc cpio of the vendor_ramdisk modules (uncompressed: the boot image
+    tool compresses the whole vendor ramdisk). With both stages it is the
+    initramfs a Cuttlefish takes, whose first stage loads every module."""
+    out = out or images_dir() / "vendor_ramdisk-gcma.cpio"
+    with tempfile.TemporaryDirectory(prefix="gcma-ramdisk-") as tmp:
+        _stage(manifest, stages, dist, Path(tmp))
+        entries = cpio.entries_from_tree(Path(tmp))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(cpio.archive(entries))
+    runner.info(f"image: {out} ({len(entries)} entries, {out.stat().st_size // 1024} KiB)")
+    return out
+
+
+def vendor_dlkm(manifest: Manifest, dist: Path, out: Path | None = None) -> Path:
+    """An erofs image of the vendor_dlkm modules, checked with fsck.erofs."""
+    out = out or images_dir() / "vendor_dlkm-gcma.img"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log = paths.logs_dir() / "image-vendor_dlkm.log"
+    with tempfile.TemporaryDirectory(prefix="gcma-dlkm-") as tmp:
+        _stage(manifest, ("vendor_dlkm",), dist, Path(tmp))
+        out.unlink(missing_ok=True)
+        runner.run(["mkfs.erofs", "--all-root", f"-T{EPOCH}", f"-U{UUID}", str(out), tmp],
+                   log=log)
+    runner.run(["fsck.erofs", str(out)], log=log)
+    runner.info(f"image: {out} ({out.stat().st_size // 1024} KiB, fsck.erofs clean)")
+    return out
+
+
+def read_cpio(data: bytes) -> dict[str, tuple[int, bytes]]:
+    """name -> (mode, data) of a newc archive: to check what an image holds."""
+    entries: dict[str, tuple[int, bytes]] = {}
+    pos = 0
+    while True:
+        if data[pos:pos + 6] != b"070701":
+            raise ValueError(f"not a newc cpio at offset {pos}")
+        fields = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        name_at = pos + 110
+        name = data[name_at:name_at + namesize - 1].decode()
+        body = name_at + namesize + (-(110 + namesize) % 4)
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (mode, data[body:body + size])
+        pos = body + size + (-size % 4)
+        if stat.S_IFMT(mode) == 0:
+            raise ValueError(f"entry {name} has no file type")

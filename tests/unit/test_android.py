@@ -1,0 +1,375 @@
+"""The module manifest, the Android build files made from it (parsed back as
+Starlark, Blueprint, make, ueventd and SELinux text and checked against the
+manifest and Kbuild), and gcma flash against scripted launch_cvd, stop_cvd,
+adb and fastboot that record their arguments."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gcma import paths
+from gcma.android import files, flash, images, manifest
+from gcma.build import cpio
+from gcma.errors import UserError
+from gcma.targets import TargetSpec
+
+SRC = paths.PROJECT / "vendor_modules"
+
+
+@pytest.fixture(scope="module")
+def m() -> manifest.Manifest:
+    return manifest.load()
+
+
+def test_the_manifest_and_kbuild_agree(m: manifest.Manifest) -> None:
+    assert [mod.name for mod in m.modules] == ["gcma_area", "gcma_heap"]
+    assert manifest.kbuild_problems(m, SRC / "Kbuild") == []
+
+
+def test_kbuild_drift_is_found(m: manifest.Manifest, tmp_path: Path) -> None:
+    kbuild = tmp_path / "Kbuild"
+    kbuild.write_text("obj-m += gcma_area.o\nobj-m += extra.o\n"
+                      "gcma_area-y := gcma_area.o area_more.o\n")
+    problems = manifest.kbuild_problems(m, kbuild)
+    assert any("builds extra.ko, which modules.yaml does not list" in p for p in problems)
+    assert any("does not build gcma_heap.ko" in p for p in problems)
+    assert any("gcma_area.ko from area_more.c, gcma_area.c" in p for p in problems)
+
+
+GOOD = """\
+modules:
+  a:
+    description: d
+    sources: [a.c]
+    headers: []
+    deps: []
+    params: {}
+    stage: vendor_ramdisk
+  b:
+    description: d
+    sources: [b.c]
+    headers: [h.h]
+    deps: [a]
+    params: {x: 1}
+    stage: vendor_dlkm
+heaps:
+  cam:
+    mode: "0440"
+    user: system
+    group: camera
+    selinux_type: t
+    domains: [d]
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    (("stage: vendor_dlkm", "stage: boot"), "module 'b': field 'stage': 'boot' is not one of"),
+    (("deps: [a]", "deps: [c]"), "module 'b': field 'deps': 'c' is not a module listed before"),
+    (("[b.c]", "[nope.c]"), "module 'b': no file 'nope.c'"),
+    (("[b.c]", "[h.h]"), "module 'b': field 'sources': C files only"),
+    (("  a:\n", "  A:\n"), "module 'A': not a valid module name"),
+    (("    params: {}\n", "    params: {}\n    colour: red\n"), "module 'a': unknown field "
+                                                               "'colour'"),
+    (('mode: "0440"', "mode: 0440"), "heap 'cam': field 'mode' must be a quoted octal mode"),
+    (('mode: "0440"', 'mode: "0666"'), "heap 'cam': field 'mode': world-writable"),
+    (("stage: vendor_ramdisk", "stage: vendor_dlkm\n"
+      "  c:\n    description: d\n    sources: [a.c]\n    headers: []\n    deps: []\n"
+      "    params: {}\n    stage: vendor_dlkm"), None),
+    (("heaps:\n", "heapz:\n"), "top level: needs exactly 'modules' and 'heaps'"),
+    (("deps: []\n    params: {}\n    stage: vendor_ramdisk",
+      "deps: []\n    params: {}\n    stage: vendor_dlkm"), None),
+])
+def test_manifest_mistakes_name_the_file_and_field(tmp_path: Path, change: tuple[str, str],
+                                                   message: str | None) -> None:
+    for name in ("a.c", "b.c", "h.h"):
+        (tmp_path / name).write_text("")
+    path = tmp_path / "modules.yaml"
+    path.write_text(GOOD.replace(*change, 1))
+    if message is None:
+        manifest.load(path)
+        return
+    with pytest.raises(UserError) as err:
+        manifest.load(path)
+    assert str(err.value).startswith(f"{path}: {message}"), str(err.value)
+
+
+def test_a_module_cannot_load_before_its_dependency(tmp_path: Path) -> None:
+    for name in ("a.c", "b.c", "h.h"):
+        (tmp_path / name).write_text("")
+    path = tmp_path / "modules.yaml"
+    path.write_text(GOOD.replace("stage: vendor_ramdisk", "stage: vendor_dlkm", 1)
+                    .replace("stage: vendor_dlkm\nheaps", "stage: vendor_ramdisk\nheaps"))
+    with pytest.raises(UserError, match="module 'b': loads at vendor_ramdisk, before its "
+                                        "dependency 'a' \\(vendor_dlkm\\)"):
+        manifest.load(path)
+
+
+def test_the_committed_android_files_are_the_generated_ones(m: manifest.Manifest) -> None:
+    assert files.drift(m) == [], "run: gcma android files"
+
+
+def test_drift_names_the_file_that_changed(m: manifest.Manifest, tmp_path: Path) -> None:
+    (tmp_path / "device_tests").mkdir()
+    for prog in files.device_programs():
+        (tmp_path / "device_tests" / f"{prog}.c").write_text("")
+    assert set(files.write(m, tmp_path)) == set(files.generate(m, tmp_path))
+    assert files.drift(m, tmp_path) == []
+    (tmp_path / "device_tests" / "new_tool.c").write_text("")
+    assert files.drift(m, tmp_path) == [tmp_path / "device_tests" / "Android.bp",
+                                        tmp_path / "android" / "gcma.mk"]
+
+
+def _starlark_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """Top-level rule calls of a BUILD file (Starlark parses as Python)."""
+    calls = []
+    for node in ast.parse(text).body:
+        assert isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+        call = node.value
+        assert isinstance(call.func, ast.Name)
+        calls.append((call.func.id, {k.arg: ast.literal_eval(k.value) for k in call.keywords
+                                     if k.arg}))
+    return calls
+
+
+def test_build_bazel_builds_what_the_manifest_and_kbuild_say(m: manifest.Manifest) -> None:
+    calls = _starlark_calls((SRC / "BUILD.bazel").read_text())
+    assert calls[0][0] == "load"
+    headers = [kw for rule, kw in calls if rule == "ddk_headers"]
+    assert len(headers) == 1
+    assert sorted(headers[0]["hdrs"]) == sorted({h for mod in m.modules for h in mod.headers})
+    for h in headers[0]["hdrs"]:
+        assert (SRC / h).is_file(), h
+    rules = {kw["name"]: kw for rule, kw in calls if rule == "ddk_module"}
+    kbuild = (SRC / "Kbuild").read_text()
+    assert set(rules) == {mod.name for mod in m.modules} == set(
+        re.findall(r"^obj-m \+= (\w+)\.o$", kbuild, re.M))
+    for mod in m.modules:
+        rule = rules[mod.name]
+        assert rule["srcs"] == list(mod.sources) and rule["out"] == mod.ko
+        assert [d[1:] for d in rule["deps"] if d.startswith(":") and d != ":gcma_headers"] \
+            == list(mod.deps)
+        # What Kbuild derives from an Android tree, fixed: Android's GCMA API.
+        assert "GCMA_API_ANDROID" in rule["local_defines"]
+
+
+def _blueprint(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """Blueprint modules: ``type { name: value, ... }`` with strings, bools,
+    lists and maps; enough of the grammar for Android.bp files."""
+    tokens = re.findall(r'"(?:[^"\\]|\\.)*"|[A-Za-z_][A-Za-z0-9_]*|[{}\[\]:,]',
+                        re.sub(r"//[^\n]*", "", text))
+    pos = 0
+
+    def value() -> Any:
+        nonlocal pos
+        tok = tokens[pos]
+        pos += 1
+        if tok.startswith('"'):
+            return tok[1:-1]
+        if tok in ("true", "false"):
+            return tok == "true"
+        if tok == "[":
+            items = []
+            while tokens[pos] != "]":
+                items.append(value())
+                if tokens[pos] == ",":
+                    pos += 1
+            pos += 1
+            return items
+        if tok == "{":
+            props = {}
+            while tokens[pos] != "}":
+                key = tokens[pos]
+                assert tokens[pos + 1] == ":", tokens[pos:pos + 3]
+                pos += 2
+                props[key] = value()
+                if tokens[pos] == ",":
+                    pos += 1
+            pos += 1
+            return props
+        raise AssertionError(f"unexpected {tok!r}")
+
+    modules = []
+    while pos < len(tokens):
+        kind = tokens[pos]
+        pos += 1
+        modules.append((kind, value()))
+    return modules
+
+
+def test_android_bp_has_every_device_program() -> None:
+    mods = _blueprint((paths.PROJECT / "device_tests" / "Android.bp").read_text())
+    programs = sorted(p.stem for p in (paths.PROJECT / "device_tests").glob("*.c"))
+    built = {props["srcs"][0][:-2]: (kind, props) for kind, props in mods if "srcs" in props}
+    assert sorted(built) == programs
+    for prog, (kind, props) in built.items():
+        assert props["defaults"] == ["gcma_device_tests_defaults"]
+        if prog.startswith("cc_"):
+            assert kind == "cc_test" and props["gtest"] is False
+            assert props["test_suites"] == ["general-tests"]
+        else:
+            assert kind == "cc_binary" and props["name"] == prog
+    defaults = [p for k, p in mods if k == "cc_defaults"]
+    assert defaults and "-Werror" in defaults[0]["cflags"] and defaults[0]["vendor"] is True
+
+
+def _make_vars(text: str) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for line in re.sub(r"\\\n", " ", text).splitlines():
+        if match := re.match(r"^([A-Z_]+)\s*(\+=|\?=|:=)\s*(.*)$", line):
+            values.setdefault(match.group(1), []).extend(match.group(3).split())
+    return values
+
+
+def test_product_makefile_lists_modules_by_stage_and_every_program(
+        m: manifest.Manifest) -> None:
+    mk = _make_vars((paths.PROJECT / "android" / "gcma.mk").read_text())
+    for stage, var in (("vendor_ramdisk", "BOARD_VENDOR_RAMDISK_KERNEL_MODULES"),
+                       ("vendor_dlkm", "BOARD_VENDOR_KERNEL_MODULES")):
+        want = [f"$(GCMA_KO_DIR)/{mod.ko}" for mod in m.stage(stage)]
+        assert mk[var] == want and mk[f"{var}_LOAD"] == want
+    bp = _blueprint((paths.PROJECT / "device_tests" / "Android.bp").read_text())
+    assert sorted(mk["PRODUCT_PACKAGES"]) == sorted(
+        p["name"] for k, p in bp if k != "cc_defaults")
+    assert mk["BOARD_VENDOR_SEPOLICY_DIRS"] == ["$(GCMA_DIR)/android/sepolicy"]
+
+
+def test_ueventd_and_selinux_files_agree_with_the_heaps(m: manifest.Manifest) -> None:
+    android = paths.PROJECT / "android"
+    rules = [ln.split() for ln in (android / "ueventd.gcma.rc").read_text().splitlines()
+             if ln and not ln.startswith("#")]
+    assert rules == [[f"/dev/dma_heap/{h.name}", h.mode, h.user, h.group] for h in m.heaps]
+    contexts = [ln.split() for ln in (android / "sepolicy" / "file_contexts").read_text()
+                .splitlines() if ln and not ln.startswith("#")]
+    assert contexts == [[f"/dev/dma_heap/{h.name}", f"u:object_r:{h.selinux_type}:s0"]
+                        for h in m.heaps]
+    te = (android / "sepolicy" / "gcma_heap.te").read_text()
+    for h in m.heaps:
+        assert f"type {h.selinux_type}, dmabuf_heap_device_type, dev_type;" in te
+        for d in h.domains:
+            assert f"allow {d} {h.selinux_type}:chr_file r_file_perms;" in te
+    # Nobody else: every allow rule is one the manifest asked for.
+    assert te.count("allow ") == sum(len(h.domains) for h in m.heaps)
+
+
+def test_cpio_reader_reads_what_the_writer_wrote() -> None:
+    entries = [cpio.Entry("lib", 0o40755), cpio.Entry("lib/a.ko", 0o100644, b"x" * 5)]
+    read = images.read_cpio(cpio.archive(entries))
+    assert read == {"lib": (0o40755, b""), "lib/a.ko": (0o100644, b"xxxxx")}
+
+
+CUTTLEFISH = TargetSpec("cvd", "adb", "t", serial="0.0.0.0:6520", arch="x86_64",
+                        area_source="reserve_mem", area_names=("gcma_camera", "gcma_video"))
+
+
+def test_cuttlefish_plan_passes_kernel_initramfs_and_areas(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    kernel = tmp_path / "bzImage"
+    kernel.write_text("k")
+    plan = flash.cuttlefish_plan(CUTTLEFISH, kernel, tmp_path / "i.cpio", "64M", restart=True)
+    assert plan.commands == [
+        ["stop_cvd"],
+        ["launch_cvd", "--daemon", f"--kernel_path={kernel}",
+         f"--initramfs_path={tmp_path / 'i.cpio'}",
+         "--extra_kernel_cmdline=reserve_mem=64M:4M:gcma_camera reserve_mem=64M:4M:gcma_video"]]
+    assert "neither launch_cvd nor cvd is on PATH" in plan.notes[0]
+    with pytest.raises(UserError, match="give it reserve_mem areas"):
+        flash.cuttlefish_plan(TargetSpec("x", "adb", "t", serial="0.0.0.0:6520"), kernel,
+                              kernel, "64M", restart=False)
+
+
+def _fakes(bin_dir: Path, log: Path, fail: str = "") -> dict[str, str]:
+    """Scripted launch_cvd, stop_cvd, cvd, adb and fastboot: each records its
+    name and arguments; the one named ``fail`` exits 1."""
+    bin_dir.mkdir()
+    for tool in ("launch_cvd", "stop_cvd", "adb", "fastboot"):
+        script = bin_dir / tool
+        script.write_text(f'#!/bin/sh\necho "{tool} $*" >> {log}\n'
+                          + ("exit 1\n" if tool == fail else "exit 0\n"))
+        script.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}",
+               PYTHONPATH=str(paths.PROJECT / "host_tools"), GCMA_OUT=str(bin_dir.parent / "out"))
+    return env
+
+
+def _gcma(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gcma", *args], env=env, text=True,
+                          capture_output=True, timeout=120)
+
+
+def test_flash_a_cuttlefish_runs_what_dry_run_prints(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    env = _fakes(tmp_path / "bin", log)
+    kernel, initramfs = tmp_path / "bzImage", tmp_path / "initramfs.img"
+    kernel.write_text("k")
+    initramfs.write_text("i")
+    args = ["flash", "--target", "cuttlefish", "--kernel", str(kernel), "--initramfs",
+            str(initramfs), "--restart"]
+    dry = _gcma(env, *args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert not log.exists()
+    assert dry.stdout.splitlines() == [
+        "stop_cvd",
+        f"launch_cvd --daemon --kernel_path={kernel} --initramfs_path={initramfs} "
+        "--extra_kernel_cmdline=reserve_mem=128M:4M:gcma_camera"]
+    real = _gcma(env, *args, "--modules", str(tmp_path))
+    assert real.returncode == 0, real.stderr
+    assert log.read_text().splitlines() == [
+        "stop_cvd ",
+        f"launch_cvd --daemon --kernel_path={kernel} --initramfs_path={initramfs} "
+        "--extra_kernel_cmdline=reserve_mem=128M:4M:gcma_camera"]
+
+
+def test_flash_a_device_goes_through_fastbootd(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    env = _fakes(tmp_path / "bin", log, fail="")
+    image = tmp_path / "vendor_dlkm.img"
+    image.write_bytes(b"\0" * 4096)
+    res = _gcma(env, "flash", "--target", "phone", "--vendor-dlkm", str(image))
+    assert res.returncode == 0, res.stderr
+    assert log.read_text().splitlines() == [
+        "adb reboot fastboot", f"fastboot flash vendor_dlkm {image}", "fastboot reboot"]
+    assert "vendor_boot is not written" in res.stderr
+
+
+def test_a_failing_fastboot_stops_the_flash_with_its_command(tmp_path: Path) -> None:
+    log = tmp_path / "calls.log"
+    env = _fakes(tmp_path / "bin", log, fail="fastboot")
+    image = tmp_path / "vendor_dlkm.img"
+    image.write_bytes(b"\0" * 4096)
+    res = _gcma(env, "flash", "--target", "phone", "--vendor-dlkm", str(image))
+    assert res.returncode not in (0, 1, 5), res
+    assert "Traceback" not in res.stderr
+    assert "fastboot flash vendor_dlkm" in res.stderr
+    assert log.read_text().splitlines() == ["adb reboot fastboot",
+                                            f"fastboot flash vendor_dlkm {image}"]
+
+
+def test_flash_refuses_to_replace_a_partition_by_surprise(tmp_path: Path) -> None:
+    image = tmp_path / "ours.img"
+    image.write_bytes(b"\0")
+    spec = TargetSpec("p", "adb", "t")
+    with pytest.raises(UserError, match="would replace the whole partition"):
+        flash.device_plan(spec, image, ours=True, replace_partition=False)
+    plan = flash.device_plan(TargetSpec("p", "adb", "t", serial="X1"), image, ours=True,
+                             replace_partition=True)
+    assert plan.commands[1] == ["fastboot", "-s", "X1", "flash", "vendor_dlkm", str(image)]
+
+
+def test_flash_of_an_ssh_target_is_a_user_error(tmp_path: Path) -> None:
+    env = _fakes(tmp_path / "bin", tmp_path / "log")
+    targets_file = tmp_path / "t.yaml"
+    targets_file.write_text("targets:\n  board:\n    transport: ssh\n    host: h\n")
+    env["GCMA_TARGETS"] = str(targets_file)
+    res = _gcma(env, "flash", "--target", "board", "--dry-run")
+    assert res.returncode == 2 and "use gcma deploy" in res.stderr, res
+

@@ -40,7 +40,11 @@ def test_vendor_dlkm_image_loads_on_the_emulated_target(built: None, variant: st
     dlkm = images.vendor_dlkm(m, dist, tmp_path / "vendor_dlkm.img")  # fsck.erofs inside
     art = Artefacts.default(variant)
     initrd = tmp_path / "initramfs+vendor_ramdisk"
-    initrd.write_bytes(art.initrd.read_bytes() + ramdisk.read_bytes())
+    # Page-aligned, as a bootloader lays out vendor ramdisks: the kernel skips
+    # the zeros between archives, but reads the next one only where it is
+    # aligned (an unaligned one is "invalid magic" and unpacking stops).
+    first = art.initrd.read_bytes()
+    initrd.write_bytes(first + b"\0" * (-len(first) % 4096) + ramdisk.read_bytes())
     art.initrd = initrd
     art.disks = (*art.disks, dlkm)
     emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-dlkm")

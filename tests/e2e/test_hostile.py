@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from gcma.checks import fuzz, integrity, pressure
+from gcma.checks import fuzz, integrity
 from gcma.targets.emulated import EmulatedTarget, process_alive
 from gcma.targets.transport import Transport
 
@@ -163,20 +163,32 @@ def test_heap_device_nodes_are_root_only(target: Target) -> None:
         assert not res.ok and "Permission denied" in res.stdout + res.stderr, res
 
 
+CHURN = "/tmp/gcma-churn"
+
+
 @pytest.mark.usefixtures("admit_all")
 def test_many_processes_and_threads_on_two_areas_while_page_cache_churns(
         target: Target) -> None:
-    """The churn is a stream read once: stored only with admit_all."""
+    """heap_fuzz in 3 processes of 3 threads on both areas while a loop reads
+    the data disks and drops the page cache, round after round: every round
+    stores pages into the areas (admit_all) that the fuzz's allocations take
+    back."""
     t = target.shell
     stored = int(t.check("cat /sys/kernel/mm/cleancache/stored"))
-    churn = [pressure.PRESSURES["pagecache"]]
-    pressure.start(t, churn)
+    recalled = int(t.check("cat /sys/kernel/mm/cleancache/recalled"))
+    t.check(f"rm -rf {CHURN} && mkdir -p {CHURN} && "
+            f"(n=0; while [ ! -e {CHURN}/stop ]; do cat /data/*.bin /erofs/*.bin > /dev/null; "
+            f"echo 1 > /proc/sys/vm/drop_caches; n=$((n+1)); echo $n > {CHURN}/rounds; done; "
+            f"touch {CHURN}/done) > /dev/null 2>&1 &")
     try:
         report = fuzz.run(t, list(AREAS), seed=20261128, seconds=30, procs=3, threads=3)
     finally:
-        pressure.stop(t, churn)
+        t.run(f"touch {CHURN}/stop; i=0; while [ ! -e {CHURN}/done ] && [ $i -lt 1200 ]; "
+              "do sleep 0.1; i=$((i+1)); done", timeout=180)
     assert report.ok and report.steps > 1000, report
+    assert int(t.check(f"cat {CHURN}/rounds")) >= 1
     assert int(t.check("cat /sys/kernel/mm/cleancache/stored")) > stored
+    assert int(t.check("cat /sys/kernel/mm/cleancache/recalled")) > recalled
     _assert_areas_empty(t)
 
 

@@ -12,10 +12,10 @@
  *   heap_hostile lifetime HEAP  munmap after close, close in one thread while
  *                               another uses the fd and the mapping, and an fd
  *                               left in flight on a unix socket that closes
- *   heap_hostile hold HEAP SECONDS
+ *   heap_hostile hold HEAP FILE
  *                               one 1 MiB buffer with a pattern, held mapped
- *                               for SECONDS, then checked: for what others
- *                               try meanwhile (unloading the modules)
+ *                               until FILE exists, then checked: for what
+ *                               others try meanwhile (unloading the modules)
  *   heap_hostile fill HEAP TOKEN
  *                               the whole area in 1 MiB buffers, each filled
  *                               with TOKEN repeated, then freed
@@ -89,6 +89,26 @@ static int open_heap(const char *name)
 		exit(1);
 	}
 	return fd;
+}
+
+static const char *heap_name;
+
+/* The heap's bytes in use (gcma_heap's debugfs statistics), or -1. */
+static long heap_bytes_in_use(void)
+{
+	char path[256], line[128];
+	long value = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/sys/kernel/debug/gcma_heap/%s", heap_name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "bytes_in_use: %ld", &value) == 1)
+			break;
+	fclose(f);
+	return value;
 }
 
 /* Returns the buffer's fd, or -errno. */
@@ -195,9 +215,11 @@ static void check_ioctl(void)
 	} else {
 		ro->len = 64 * PAGE;
 		ro->fd_flags = O_RDWR | O_CLOEXEC;
-		mprotect(ro, PAGE, PROT_READ);
-		report("read-only-struct", "EFAULT",
-		       result(ioctl(heap_fd, DMA_HEAP_IOCTL_ALLOC, ro)));
+		if (mprotect(ro, PAGE, PROT_READ))
+			report("read-only-struct", "EFAULT", "mprotect-failed");
+		else
+			report("read-only-struct", "EFAULT",
+			       result(ioctl(heap_fd, DMA_HEAP_IOCTL_ALLOC, ro)));
 		munmap(ro, PAGE);
 	}
 
@@ -292,8 +314,8 @@ struct user {
 	uint32_t *map;
 	size_t len;
 	atomic_int stop;
-	atomic_uint ebadf;
-	unsigned int syncs, other, bad;
+	atomic_uint ebadf, syncs;
+	unsigned int other, bad;
 };
 
 /* Syncs through the fd and writes through the mapping until told to stop. */
@@ -307,7 +329,7 @@ static void *use_buffer(void *arg)
 	while (!atomic_load(&u->stop)) {
 		sync.flags = DMA_BUF_SYNC_START | DMA_BUF_SYNC_RW;
 		if (ioctl(u->fd, DMA_BUF_IOCTL_SYNC, &sync) == 0)
-			u->syncs++;
+			atomic_fetch_add(&u->syncs, 1);
 		else if (errno == EBADF)
 			atomic_fetch_add(&u->ebadf, 1);
 		else
@@ -328,15 +350,19 @@ static void check_lifetime(void)
 	pthread_t thread;
 	uint32_t *p;
 	int fd, sv[2];
-	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cbuf = { { 0 } };
 	char byte = 'x';
 	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
 	struct msghdr msg = {
 		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+		.msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf),
 	};
 	struct cmsghdr *cm;
-	unsigned int bad = 0, ebadf, wait;
+	unsigned int bad = 0, ebadf, wait, missed = 0;
+	long before;
 
 	/* The mapping keeps the buffer after its only fd is closed. */
 	fd = alloc_buf(heap_fd, len, O_RDWR | O_CLOEXEC);
@@ -366,22 +392,33 @@ static void check_lifetime(void)
 			return;
 		}
 		atomic_store(&u.stop, 0);
-		pthread_create(&thread, NULL, use_buffer, &u);
-		usleep(1000 * (i % 5));
+		atomic_store(&u.syncs, 0);
+		if (pthread_create(&thread, NULL, use_buffer, &u)) {
+			report("close-in-thread", "ok", "pthread_create-failed");
+			return;
+		}
+		/* The user is at work before the close, a few rounds in or not. */
+		for (wait = 0; wait < 5000 && atomic_load(&u.syncs) <= i % 3; wait++)
+			usleep(1000);
 		ebadf = atomic_load(&u.ebadf);
 		close(u.fd);
 		/* Until the user has seen the close (or gives up after 5 s). */
 		for (wait = 0; wait < 5000 && atomic_load(&u.ebadf) == ebadf; wait++)
 			usleep(1000);
+		missed += wait == 5000;
 		atomic_store(&u.stop, 1);
 		pthread_join(thread, NULL);
 		munmap(u.map, len);
 	}
 	ebadf = atomic_load(&u.ebadf);
-	printf("syncs=%u ebadf=%u other=%u bad_words=%u\n", u.syncs, ebadf, u.other, u.bad);
-	report("close-in-thread", "ok", u.other || u.bad || ebadf < 20 ? "wrong" : "ok");
+	printf("ebadf=%u missed=%u other=%u bad_words=%u\n", ebadf, missed, u.other, u.bad);
+	report("close-in-thread", "ok", u.other || u.bad || missed ? "wrong" : "ok");
 
-	/* An fd in flight on a socket pair that closes before it is received. */
+	/*
+	 * An fd in flight on a socket pair that closes before it is received:
+	 * the buffer goes with the socket, not at the process's exit.
+	 */
+	before = heap_bytes_in_use();
 	fd = alloc_buf(heap_fd, len, O_RDWR | O_CLOEXEC);
 	if (fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
 		report("fd-in-flight", "ok", "setup-failed");
@@ -394,9 +431,11 @@ static void check_lifetime(void)
 	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	report("fd-in-flight-send", "ok", result(sendmsg(sv[0], &msg, 0)));
 	close(fd);
+	report("fd-in-flight-held", "ok",
+	       heap_bytes_in_use() == before + (long)len ? "ok" : "wrong");
 	close(sv[0]);
 	close(sv[1]);
-	report("fd-in-flight", "ok", "ok");
+	report("fd-in-flight-freed", "ok", heap_bytes_in_use() == before ? "ok" : "still-in-use");
 }
 
 /* The whole area in 1 MiB buffers, held; returns how many. */
@@ -471,10 +510,10 @@ static void check_scan(const char *token, const char *heap)
 }
 
 /* One buffer held, with a pattern, while the caller tries to pull it away. */
-static void check_hold(unsigned int seconds)
+static void check_hold(const char *release)
 {
 	size_t len = MIB, i;
-	unsigned int bad = 0;
+	unsigned int bad = 0, waited;
 	uint32_t *p;
 	int fd = alloc_buf(heap_fd, len, O_RDWR | O_CLOEXEC);
 
@@ -491,23 +530,25 @@ static void check_hold(unsigned int seconds)
 		p[i] = 0xa11ce000 ^ i;
 	printf("holding=%zu\n", len);
 	fflush(stdout);
-	sleep(seconds);
+	/* Until the caller is done (at most two minutes). */
+	for (waited = 0; waited < 1200 && access(release, F_OK); waited++)
+		usleep(100000);
 	for (i = 0; i < len / sizeof(*p); i++)
 		bad += p[i] != (0xa11ce000 ^ i);
 	munmap(p, len);
 	close(fd);
-	report("hold", "ok", bad ? "bad-data" : "ok");
+	report("hold", "ok", bad ? "bad-data" : waited == 1200 ? "never-released" : "ok");
 }
 
 int main(int argc, char **argv)
 {
 	int i;
 
-	if (argc < 3 || (!strcmp(argv[1], "fill") && argc != 4) ||
-	    (!strcmp(argv[1], "hold") && argc != 4) ||
+	if (argc < 3 || (!strcmp(argv[1], "fill") && (argc != 4 || !*argv[3])) ||
+	    (!strcmp(argv[1], "hold") && (argc != 4 || !*argv[3])) ||
 	    (!strcmp(argv[1], "scan") && argc < 4) || !*argv[2]) {
 		fprintf(stderr, "usage: heap_hostile ioctl|exhaust|lifetime HEAP\n"
-				"       heap_hostile hold HEAP SECONDS | fill HEAP TOKEN\n"
+				"       heap_hostile hold HEAP FILE | fill HEAP TOKEN\n"
 				"       heap_hostile scan TOKEN HEAP...\n");
 		return 2;
 	}
@@ -515,6 +556,7 @@ int main(int argc, char **argv)
 		for (i = 3; i < argc; i++)
 			check_scan(argv[2], argv[i]);
 	} else {
+		heap_name = argv[2];
 		heap_fd = open_heap(argv[2]);
 		if (!strcmp(argv[1], "ioctl")) {
 			check_ioctl();
@@ -525,7 +567,7 @@ int main(int argc, char **argv)
 		} else if (!strcmp(argv[1], "fill")) {
 			check_fill(argv[3]);
 		} else if (!strcmp(argv[1], "hold")) {
-			check_hold(strtoul(argv[3], NULL, 0));
+			check_hold(argv[3]);
 		} else {
 			fprintf(stderr, "heap_hostile: unknown check %s\n", argv[1]);
 			return 2;

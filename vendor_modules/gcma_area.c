@@ -884,11 +884,12 @@ static const char *gcma_area_from_node(struct device_node *np)
 	region = of_parse_phandle(np, "memory-region", 0);
 	if (!region)
 		return "memory-region does not point to a node";
-	err = of_property_read_string(np, "label", &label);
+	/* One string: not numbers, not a list (read as its first string). */
+	err = of_property_count_strings(np, "label");
 	if (err == -EINVAL) {
 		reason = "no label";
-	} else if (err) {
-		reason = "label is not a string";
+	} else if (err != 1 || of_property_read_string(np, "label", &label)) {
+		reason = "label is not one string";
 	} else if (of_property_read_bool(region, "reusable") &&
 		   of_property_read_bool(region, "guarantee")) {
 		/* Upstream's CMA backs such a region with GCMA itself. */

@@ -7,6 +7,7 @@ import json
 import shlex
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict
@@ -508,16 +509,18 @@ def cmd_flash(args: argparse.Namespace) -> int:
     if flash.is_cuttlefish(spec):
         if args.kernel is None:
             raise UserError("a Cuttlefish needs --kernel (the GKI build's bzImage)")
-        if args.initramfs is None and args.modules is None:
-            raise UserError(f"target {spec.name} is {spec.arch}: give --modules, the dist "
-                            "folder of modules built against its kernel, or --initramfs")
-        initramfs = args.initramfs or images.vendor_ramdisk(
-            m, args.modules, images.images_dir() / f"cuttlefish-{spec.name}.cpio",
-            stages=manifest.STAGES)
+        if args.initramfs is None or args.modules is None:
+            raise UserError("a Cuttlefish needs --initramfs (your GKI build's initramfs.img: "
+                            "its modules stay) and --modules (ours, built against its kernel)")
+        initramfs = images.merged_ramdisk(m, args.modules, args.initramfs,
+                                          images.images_dir() / f"cuttlefish-{spec.name}.cpio")
         plan = flash.cuttlefish_plan(spec, args.kernel, initramfs, args.area_size,
                                      args.restart)
     elif spec.transport == "adb":
-        image = args.vendor_dlkm or images.vendor_dlkm(m, _dist(args))
+        if args.vendor_dlkm is None and args.modules is None:
+            raise UserError(f"target {spec.name}: give --vendor-dlkm (the image your Android "
+                            "build made) or --modules (modules built against its kernel)")
+        image = args.vendor_dlkm or images.vendor_dlkm(m, args.modules)
         plan = flash.device_plan(spec, image, ours=args.vendor_dlkm is None,
                                  replace_partition=args.replace_partition or args.dry_run)
     else:
@@ -906,7 +909,7 @@ def build_parser() -> argparse.ArgumentParser:
     variant_opt(p)
     p.add_argument("--kernel", type=Path, help="Cuttlefish: the kernel image")
     p.add_argument("--initramfs", type=Path,
-                   help="Cuttlefish: the initramfs (default: one with every GCMA module)")
+                   help="Cuttlefish: the GKI build's initramfs; ours are added to its modules")
     p.add_argument("--area-size", default="128M",
                    help="Cuttlefish: size of each reserve_mem area (default 128M)")
     p.add_argument("--restart", action="store_true",
@@ -955,10 +958,24 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _thread_excepthook(hook: threading.ExceptHookArgs) -> None:
+    """A library's thread that dies (paramiko's, on a dead link) must not
+    print a traceback over our one-line error: it goes to the log."""
+    try:
+        log = paths.logs_dir() / "thread-errors.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write("".join(traceback.format_exception(hook.exc_type, hook.exc_value,
+                                                       hook.exc_traceback)))
+    except OSError:
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runner.set_quiet(args.quiet)
     signal.signal(signal.SIGTERM, _terminated)
+    threading.excepthook = _thread_excepthook
     try:
         return int(args.func(args))
     except GcmaError as exc:

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +124,13 @@ def test_drift_names_the_file_that_changed(m: manifest.Manifest, tmp_path: Path)
     assert set(files.write(m, tmp_path)) == set(files.generate(m, tmp_path))
     assert files.drift(m, tmp_path) == []
     (tmp_path / "device_tests" / "new_tool.c").write_text("")
+    # A test's configuration edited by hand is drift too.
+    config = tmp_path / "device_tests" / "android" / "gcma_cc_race.xml"
+    config.write_text(config.read_text().replace("2000", "1"))
     assert files.drift(m, tmp_path) == [tmp_path / "device_tests" / "Android.bp",
-                                        tmp_path / "android" / "gcma.mk"]
+                                        tmp_path / "android" / "gcma_product.mk",
+                                        tmp_path / "device_tests" / "android" /
+                                        "gcma_cc_race.xml"]
 
 
 def _starlark_calls(text: str) -> list[tuple[str, dict[str, Any]]]:
@@ -211,11 +217,22 @@ def test_android_bp_has_every_device_program() -> None:
     assert sorted(built) == programs
     for prog, (kind, props) in built.items():
         assert props["defaults"] == ["gcma_device_tests_defaults"]
-        if prog.startswith("cc_"):
-            assert kind == "cc_test" and props["gtest"] is False
+        # Soong names are global: ours are prefixed.
+        assert props["name"] == f"gcma_{prog}"
+        if prog in files.TEST_CASES:
+            assert kind == "cc_test" and props["gtest"] is False and "stem" not in props
             assert props["test_suites"] == ["general-tests"]
+            # Its Tradefed configuration runs each case with its arguments.
+            config = ET.parse(paths.PROJECT / "device_tests" / props["test_config"]).getroot()
+            push = config.find("target_preparer/option[@name='push-file']")
+            assert push is not None and push.get("key") == props["name"]
+            commands = {o.get("key"): o.get("value") for o in
+                        config.findall("test/option[@name='test-command-line']")}
+            assert set(commands) == set(files.TEST_CASES[prog]), commands
+            for command in commands.values():
+                assert f"{push.get('value')} " in command
         else:
-            assert kind == "cc_binary" and props["name"] == prog
+            assert kind == "cc_binary" and props["stem"] == prog
     defaults = [p for k, p in mods if k == "cc_defaults"]
     assert defaults and "-Werror" in defaults[0]["cflags"] and defaults[0]["vendor"] is True
 
@@ -228,17 +245,43 @@ def _make_vars(text: str) -> dict[str, list[str]]:
     return values
 
 
-def test_product_makefile_lists_modules_by_stage_and_every_program(
-        m: manifest.Manifest) -> None:
-    mk = _make_vars((paths.PROJECT / "android" / "gcma.mk").read_text())
+def test_makefiles_list_modules_by_stage_and_every_program(m: manifest.Manifest) -> None:
+    board = _make_vars((paths.PROJECT / "android" / "gcma_board.mk").read_text())
     for stage, var in (("vendor_ramdisk", "BOARD_VENDOR_RAMDISK_KERNEL_MODULES"),
                        ("vendor_dlkm", "BOARD_VENDOR_KERNEL_MODULES")):
         want = [f"$(GCMA_KO_DIR)/{mod.ko}" for mod in m.stage(stage)]
-        assert mk[var] == want and mk[f"{var}_LOAD"] == want
+        assert board[var] == want and board[f"{var}_LOAD"] == want
+    assert board["BOARD_VENDOR_SEPOLICY_DIRS"] == ["$(GCMA_DIR)/android/sepolicy"]
+    assert not [v for v in board if not v.startswith(("BOARD_", "GCMA_"))], board
+    product = _make_vars((paths.PROJECT / "android" / "gcma_product.mk").read_text())
+    assert not [v for v in product if v.startswith("BOARD_")], product
     bp = _blueprint((paths.PROJECT / "device_tests" / "Android.bp").read_text())
-    assert sorted(mk["PRODUCT_PACKAGES"]) == sorted(
+    assert sorted(product["PRODUCT_PACKAGES_DEBUG"]) == sorted(
         p["name"] for k, p in bp if k != "cc_defaults")
-    assert mk["BOARD_VENDOR_SEPOLICY_DIRS"] == ["$(GCMA_DIR)/android/sepolicy"]
+    copies = dict(c.split(":", 1) for c in product["PRODUCT_COPY_FILES"])
+    for src in copies:
+        assert (paths.PROJECT / src.replace("$(GCMA_DIR)/", "")).is_file(), src
+    # The vendor_dlkm modules are loaded by init, by name.
+    rc = (paths.PROJECT / "android" / "init.gcma.rc").read_text()
+    assert rc.rstrip().endswith("/vendor/bin/modprobe -a -d /vendor_dlkm/lib/modules "
+                                + " ".join(mod.name for mod in m.stage("vendor_dlkm")))
+
+
+def test_module_parameters_go_to_an_options_file(m: manifest.Manifest) -> None:
+    with_params = manifest.Manifest(m.path, [
+        manifest.Module("gcma_area", "d", ("gcma_area.c",), (), (), {"names": "a b"},
+                        "vendor_ramdisk"),
+        manifest.Module("gcma_heap", "d", ("gcma_heap.c",), (), ("gcma_area",),
+                        {"x": "1"}, "vendor_dlkm")], m.heaps)
+    out = files.generate(with_params)
+    android = paths.PROJECT / "android"
+    assert out[android / "vendor_ramdisk.modules.options"] == 'options gcma_area names="a b"\n'
+    assert out[android / "vendor_dlkm.modules.options"] == "options gcma_heap x=1\n"
+    board = _make_vars(out[android / "gcma_board.mk"])
+    assert board["BOARD_VENDOR_RAMDISK_KERNEL_MODULES_OPTIONS_FILE"] == [
+        "$(GCMA_DIR)/android/vendor_ramdisk.modules.options"]
+    assert board["BOARD_VENDOR_KERNEL_MODULES_OPTIONS_FILE"] == [
+        "$(GCMA_DIR)/android/vendor_dlkm.modules.options"]
 
 
 def test_ueventd_and_selinux_files_agree_with_the_heaps(m: manifest.Manifest) -> None:
@@ -280,7 +323,8 @@ def test_cuttlefish_plan_passes_kernel_initramfs_and_areas(tmp_path: Path,
         ["stop_cvd"],
         ["launch_cvd", "--daemon", f"--kernel_path={kernel}",
          f"--initramfs_path={tmp_path / 'i.cpio'}",
-         "--extra_kernel_cmdline=reserve_mem=64M:4M:gcma_camera reserve_mem=64M:4M:gcma_video"]]
+         "--extra_kernel_cmdline=reserve_mem=64M:4M:gcma_camera reserve_mem=64M:4M:gcma_video "
+         "gcma_area.source=reserve_mem gcma_area.names=gcma_camera,gcma_video"]]
     assert "neither launch_cvd nor cvd is on PATH" in plan.notes[0]
     with pytest.raises(UserError, match="give it reserve_mem areas"):
         flash.cuttlefish_plan(TargetSpec("x", "adb", "t", serial="0.0.0.0:6520"), kernel,
@@ -306,27 +350,72 @@ def _gcma(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, timeout=120)
 
 
+def _base_ramdisk(path: Path) -> Path:
+    """A GKI-style initramfs (gzip): an init, and a module of its own."""
+    entries = [cpio.Entry("init", 0o100755, b"#!/bin/sh\n"),
+               cpio.Entry("lib", 0o40755), cpio.Entry("lib/modules", 0o40755),
+               cpio.Entry("lib/modules/virtio_blk.ko", 0o100644, b"not really a module"),
+               cpio.Entry("lib/modules/modules.load", 0o100644, b"virtio_blk.ko\n")]
+    cpio.write_gz(path, entries)
+    return path
+
+
+def _fake_dist(path: Path) -> Path:
+    path.mkdir()
+    for name in ("gcma_area", "gcma_heap"):
+        (path / f"{name}.ko").write_bytes(f"{name} (not ELF: depmod skips it)".encode())
+    return path
+
+
+def test_the_cuttlefish_ramdisk_keeps_its_modules_and_adds_ours(m: manifest.Manifest,
+                                                                tmp_path: Path) -> None:
+    base = _base_ramdisk(tmp_path / "initramfs.img")
+    out = images.merged_ramdisk(m, _fake_dist(tmp_path / "dist"), base, tmp_path / "m.cpio")
+    merged = images.read_cpio(out.read_bytes())
+    assert merged["init"] == (0o100755, b"#!/bin/sh\n")
+    assert merged["lib/modules/virtio_blk.ko"][1] == b"not really a module"
+    assert merged["lib/modules/gcma_heap.ko"][1].startswith(b"gcma_heap")
+    assert merged["lib/modules/modules.load"][1].decode().split() == [
+        "virtio_blk.ko", "gcma_area.ko", "gcma_heap.ko"]
+    assert "lib/modules/modules.dep" in merged
+    with pytest.raises(UserError, match="lz4-compressed"):
+        lz4 = tmp_path / "lz4.img"
+        lz4.write_bytes(images.LZ4_LEGACY + b"...")
+        images.merged_ramdisk(m, tmp_path / "dist", lz4, tmp_path / "x.cpio")
+    with pytest.raises(UserError, match=r"no lib/modules/modules\.load"):
+        bare = tmp_path / "bare.cpio"
+        bare.write_bytes(cpio.archive([cpio.Entry("init", 0o100755, b"")]))
+        images.merged_ramdisk(m, tmp_path / "dist", bare, tmp_path / "x.cpio")
+
+
 def test_flash_a_cuttlefish_runs_what_dry_run_prints(tmp_path: Path) -> None:
     log = tmp_path / "calls.log"
     env = _fakes(tmp_path / "bin", log)
-    kernel, initramfs = tmp_path / "bzImage", tmp_path / "initramfs.img"
+    kernel = tmp_path / "bzImage"
     kernel.write_text("k")
-    initramfs.write_text("i")
+    base = _base_ramdisk(tmp_path / "initramfs.img")
+    dist = _fake_dist(tmp_path / "dist")
+    merged = tmp_path / "out" / "images" / "cuttlefish-cuttlefish.cpio"
     args = ["flash", "--target", "cuttlefish", "--kernel", str(kernel), "--initramfs",
-            str(initramfs), "--restart"]
+            str(base), "--modules", str(dist), "--restart"]
     dry = _gcma(env, *args, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert not log.exists()
+    cmdline = ("reserve_mem=128M:4M:gcma_camera gcma_area.source=reserve_mem "
+               "gcma_area.names=gcma_camera")
     assert dry.stdout.splitlines() == [
         "stop_cvd",
-        f"launch_cvd --daemon --kernel_path={kernel} --initramfs_path={initramfs} "
-        "--extra_kernel_cmdline=reserve_mem=128M:4M:gcma_camera"]
-    real = _gcma(env, *args, "--modules", str(tmp_path))
+        f"launch_cvd --daemon --kernel_path={kernel} --initramfs_path={merged} "
+        f"'--extra_kernel_cmdline={cmdline}'"]
+    real = _gcma(env, *args)
     assert real.returncode == 0, real.stderr
     assert log.read_text().splitlines() == [
         "stop_cvd ",
-        f"launch_cvd --daemon --kernel_path={kernel} --initramfs_path={initramfs} "
-        "--extra_kernel_cmdline=reserve_mem=128M:4M:gcma_camera"]
+        f"launch_cvd --daemon --kernel_path={kernel} --initramfs_path={merged} "
+        f"--extra_kernel_cmdline={cmdline}"]
+    missing = _gcma(env, "flash", "--target", "cuttlefish", "--kernel", str(kernel),
+                    "--dry-run")
+    assert missing.returncode == 2 and "needs --initramfs" in missing.stderr, missing
 
 
 def test_flash_a_device_goes_through_fastbootd(tmp_path: Path) -> None:
@@ -339,6 +428,9 @@ def test_flash_a_device_goes_through_fastbootd(tmp_path: Path) -> None:
     assert log.read_text().splitlines() == [
         "adb reboot fastboot", f"fastboot flash vendor_dlkm {image}", "fastboot reboot"]
     assert "vendor_boot is not written" in res.stderr
+    # Our emulated target's modules are not a phone's: it must be told which.
+    res = _gcma(env, "flash", "--target", "phone", "--dry-run")
+    assert res.returncode == 2 and "give --vendor-dlkm" in res.stderr, res
 
 
 def test_a_failing_fastboot_stops_the_flash_with_its_command(tmp_path: Path) -> None:
@@ -352,6 +444,13 @@ def test_a_failing_fastboot_stops_the_flash_with_its_command(tmp_path: Path) -> 
     assert "fastboot flash vendor_dlkm" in res.stderr
     assert log.read_text().splitlines() == ["adb reboot fastboot",
                                             f"fastboot flash vendor_dlkm {image}"]
+
+
+@pytest.mark.parametrize("serial, local", [
+    ("0.0.0.0:6520", True), ("127.0.0.1:6521", True), ("localhost:6530", True),
+    ("lab-host:6520", False), ("1A2B3C4D", False), (None, False)])
+def test_which_adb_serials_are_a_local_cuttlefish(serial: str | None, local: bool) -> None:
+    assert flash.is_cuttlefish(TargetSpec("x", "adb", "t", serial=serial)) is local
 
 
 def test_flash_refuses_to_replace_a_partition_by_surprise(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ device, as commands that ``--dry-run`` prints instead of running.
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 from dataclasses import dataclass, field
@@ -48,17 +49,26 @@ class Plan:
         return "\n".join(shlex.join(c) for c in self.commands) + "\n"
 
 
+#: A local Cuttlefish's adbd: instance N listens on 6520 + N - 1.
+_CUTTLEFISH = re.compile(r"^(0\.0\.0\.0|127\.0\.0\.1|localhost):65[2-9][0-9]$")
+
+
 def is_cuttlefish(spec: TargetSpec) -> bool:
     serial = spec.serial or ""
-    return spec.transport == "adb" and (serial == CUTTLEFISH_SERIAL or serial.endswith(":6520"))
+    return spec.transport == "adb" and (serial == CUTTLEFISH_SERIAL
+                                        or _CUTTLEFISH.match(serial) is not None)
 
 
-def reserve_mem(spec: TargetSpec, size: str) -> str:
+def kernel_cmdline(spec: TargetSpec, size: str) -> str:
+    """One reserve_mem= per area, and gcma_area's parameters (module
+    parameters on the command line apply when first-stage init loads it)."""
     if spec.area_source != "reserve_mem" or not spec.area_names:
         raise UserError(f"target {spec.name}: a Cuttlefish has no device tree of ours; "
                         "give it reserve_mem areas in targets.yaml "
                         "(areas: {source: reserve_mem, names: [...]})")
-    return " ".join(f"reserve_mem={size}:{RESERVE_ALIGN}:{n}" for n in spec.area_names)
+    areas = [f"reserve_mem={size}:{RESERVE_ALIGN}:{n}" for n in spec.area_names]
+    params = [f"gcma_area.{p}" for p in spec.module_params("gcma_area").split()]
+    return " ".join(areas + params)
 
 
 def cuttlefish_plan(spec: TargetSpec, kernel: Path, initramfs: Path, area_size: str,
@@ -74,7 +84,7 @@ def cuttlefish_plan(spec: TargetSpec, kernel: Path, initramfs: Path, area_size: 
     if restart:
         plan.commands.append(["stop_cvd"] if launch or not cvd else ["cvd", "stop"])
     flags = ["--daemon", f"--kernel_path={kernel}", f"--initramfs_path={initramfs}",
-             f"--extra_kernel_cmdline={reserve_mem(spec, area_size)}"]
+             f"--extra_kernel_cmdline={kernel_cmdline(spec, area_size)}"]
     plan.commands.append(["launch_cvd", *flags] if launch or not cvd
                          else ["cvd", "start", *flags])
     return plan

@@ -12,6 +12,7 @@ the ramdisk) lists no dependency here: first-stage init loaded it already.
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import stat
@@ -108,6 +109,65 @@ def vendor_dlkm(manifest: Manifest, dist: Path, out: Path | None = None) -> Path
                    log=log)
     runner.run(["fsck.erofs", str(out)], log=log)
     runner.info(f"image: {out} ({out.stat().st_size // 1024} KiB, fsck.erofs clean)")
+    return out
+
+
+LZ4_LEGACY = b"\x02\x21\x4c\x18"
+
+
+def _decompressed(path: Path) -> bytes:
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        return gzip.decompress(data)
+    if data[:4] == LZ4_LEGACY:
+        raise UserError(f"{path} is lz4-compressed: give it uncompressed "
+                        f"(lz4 -dc {path} > initramfs.cpio)")
+    if data[:6] != b"070701":
+        raise UserError(f"{path}: not a newc cpio (plain or gzip)")
+    return data
+
+
+def merged_ramdisk(manifest: Manifest, dist: Path, base: Path, out: Path) -> Path:
+    """``base`` (a vendor ramdisk or GKI initramfs with Android's flat
+    lib/modules) with every manifest module added: its modules.load gets ours
+    after its own, and depmod runs again on the whole set. For a Cuttlefish,
+    whose vendor ramdisk modules the initramfs replaces."""
+    try:
+        entries = read_cpio(_decompressed(base))
+    except ValueError as exc:
+        raise UserError(f"{base}: {exc}") from None
+    top = "lib/modules/"
+    if f"{top}modules.load" not in entries:
+        raise UserError(f"{base}: no lib/modules/modules.load (not a vendor ramdisk)")
+    with tempfile.TemporaryDirectory(prefix="gcma-merge-") as tmp:
+        mods_dir = Path(tmp) / "lib" / "modules" / DEPMOD_VERSION
+        mods_dir.mkdir(parents=True)
+        theirs = entries[f"{top}modules.load"][1].decode().split()
+        for name, (_, data) in entries.items():
+            if name.startswith(top) and name.endswith(".ko") and "/" not in name[len(top):]:
+                (mods_dir / name[len(top):]).write_bytes(data)
+        ours = list(manifest.modules)
+        for m in ours:
+            if not (dist / m.ko).is_file():
+                raise UserError(f"{dist}: no {m.ko} (build the modules first)")
+            shutil.copyfile(dist / m.ko, mods_dir / m.ko)
+        order = [k for k in theirs if k not in {m.ko for m in ours}] + [m.ko for m in ours]
+        (mods_dir / "modules.order").write_text("".join(f"{k}\n" for k in order))
+        (mods_dir / "modules.builtin").write_text("")
+        (mods_dir / "modules.builtin.modinfo").write_text("")
+        log = paths.logs_dir() / "image-merge.log"
+        runner.run(["depmod", "-b", tmp, DEPMOD_VERSION], log=log)
+        made = {f"{top}{f.name}": f.read_bytes() for f in mods_dir.iterdir()
+                if f.name in DEPMOD_FILES or f.suffix == ".ko"}
+    made[f"{top}modules.load"] = "".join(f"{k}\n" for k in order).encode()
+    result = [cpio.Entry(n, mode, data) for n, (mode, data) in entries.items()
+              if not (n.startswith(top) and n[len(top):] in (*DEPMOD_FILES, "modules.load"))
+              and n not in made]
+    result += [cpio.Entry(n, stat.S_IFREG | 0o644, data) for n, data in sorted(made.items())]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(cpio.archive(result))
+    runner.info(f"image: {out} ({base.name} + {len(ours)} GCMA modules, "
+                f"{len(order)} in modules.load)")
     return out
 
 

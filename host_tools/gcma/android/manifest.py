@@ -185,7 +185,11 @@ def load(path: Path | None = None) -> Manifest:
                 raise reader.fail(f"module '{m.name}'", f"loads at {m.stage}, before its "
                                   f"dependency {dep!r} ({manifest.module(dep).stage})")
     for name, spec in raw["heaps"].items():
-        manifest.heaps.append(reader.heap(name, spec))
+        heap = reader.heap(name, spec)
+        if any(h.selinux_type == heap.selinux_type for h in manifest.heaps):
+            raise reader.fail(f"heap '{name}'", f"field 'selinux_type': "
+                              f"{heap.selinux_type!r} is another heap's too")
+        manifest.heaps.append(heap)
     return manifest
 
 
@@ -195,6 +199,8 @@ _COMPOSITE = re.compile(r"^([a-z0-9_]+)-(?:y|objs)\s*\+?:?=\s*(.+)$", re.M)
 
 def kbuild_problems(manifest: Manifest, kbuild: Path) -> list[str]:
     """Where Kbuild and the manifest disagree on modules and their sources."""
+    if not kbuild.is_file():
+        return [f"{kbuild}: no Kbuild beside the manifest"]
     text = kbuild.read_text()
     built = [o.removesuffix(".o") for line in _OBJ_M.findall(text) for o in line.split()]
     parts: dict[str, list[str]] = {}

@@ -88,20 +88,28 @@ def _start_heap_load(t: Transport, heaps: tuple[str, ...]) -> None:
     8 MiB buffers from every heap (pages holding cached copies come back
     while the files are read) and checks that they read zero."""
     names = " ".join(shlex.quote(h) for h in heaps)
-    t.check(f"rm -rf {HEAP_LOAD} && mkdir -p {HEAP_LOAD} && "
-            f"(n=0; while [ ! -e {HEAP_LOAD}/stop ]; do for h in {names}; do "
+    # A loop left by an aborted run must not run beside this one.
+    t.run(f"[ -f {HEAP_LOAD}/pid ] && kill $(cat {HEAP_LOAD}/pid) 2>/dev/null; true")
+    t.check(f"rm -rf {HEAP_LOAD} && mkdir -p {HEAP_LOAD}")
+    t.check(f"(n=0; while [ ! -e {HEAP_LOAD}/stop ]; do for h in {names}; do "
             f"heap_alloc -s 8M -n 4 $h > {HEAP_LOAD}/last 2>&1 || "
             f"cat {HEAP_LOAD}/last >> {HEAP_LOAD}/failures; done; n=$((n+1)); "
-            f"echo $n > {HEAP_LOAD}/rounds; done; touch {HEAP_LOAD}/done) "
-            "> /dev/null 2>&1 &")
+            f"echo $n > {HEAP_LOAD}/rounds.new; mv {HEAP_LOAD}/rounds.new {HEAP_LOAD}/rounds; "
+            f"done; touch {HEAP_LOAD}/done) > /dev/null 2>&1 & echo $! > {HEAP_LOAD}/pid")
 
 
 def _stop_heap_load(t: Transport) -> dict[str, object]:
-    t.run(f"touch {HEAP_LOAD}/stop; i=0; while [ ! -e {HEAP_LOAD}/done ] && [ $i -lt 600 ]; "
-          "do sleep 0.1; i=$((i+1)); done", timeout=120)
+    """Ask the loop to finish its round; one that does not within a minute is
+    killed, and that is a failure of the run."""
+    res = t.run(f"touch {HEAP_LOAD}/stop; i=0; while [ ! -e {HEAP_LOAD}/done ] && "
+                "[ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; "
+                f"[ -e {HEAP_LOAD}/done ] || {{ kill $(cat {HEAP_LOAD}/pid); exit 1; }}",
+                timeout=120)
     rounds = t.run(f"cat {HEAP_LOAD}/rounds").stdout.strip()
-    failures = t.run(f"cat {HEAP_LOAD}/failures 2>/dev/null").stdout.strip()
-    return {"rounds": int(rounds or 0), "failures": failures.splitlines()}
+    failures = t.run(f"cat {HEAP_LOAD}/failures 2>/dev/null").stdout.strip().splitlines()
+    if not res.ok:
+        failures.append("the allocation loop did not stop within a minute (killed)")
+    return {"rounds": int(rounds or 0), "failures": failures}
 
 
 def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
@@ -118,9 +126,9 @@ def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
     make_cgroup(t, CGROUP, memory_limit)
     t.check(f"insmod /lib/modules/gcma-tests/gcma_stress.ko area={stress_area}")
     load: dict[str, object] = {}
-    if heap_load:
-        _start_heap_load(t, heap_load)
     try:
+        if heap_load:
+            _start_heap_load(t, heap_load)
         set_admit_all(t, admit_all)
         phases = [_bulk(t, "ext4", "/data", rounds), _bulk(t, "erofs", "/erofs", rounds),
                   _bulk(t, "ext4-1k", "/data1k", rounds)]
@@ -138,9 +146,11 @@ def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",
         stress = {k: int(t.check(f"cat {STRESS_PARAMS}/{k}"))
                   for k in ("allocs", "pages_allocated", "alloc_failures", "bad_pages")}
     finally:
-        if heap_load:
-            load = _stop_heap_load(t)
-        t.run(f"rmmod gcma_stress; echo 0 > {ADMIT_ALL}")
+        try:
+            if heap_load:
+                load = _stop_heap_load(t)
+        finally:
+            t.run(f"rmmod gcma_stress; echo 0 > {ADMIT_ALL}")
     report: dict[str, object] = {
         "admission": "all" if admit_all else "workingset",
         "phases": [{"name": p.name, "verified_reads": p.verified_reads,

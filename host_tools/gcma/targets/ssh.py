@@ -57,8 +57,15 @@ class SshTransport(Transport):
             res = self._conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=False)
         except invoke.CommandTimedOut as exc:
             raise TargetError(f"{self._where()}: {command!r} timed out after {timeout}s") from exc
+        except invoke.ThreadException as exc:
+            # The channel's reader or writer thread hit a dead connection.
+            raise TargetError(f"{self._where()}: {command!r}: the connection dropped before "
+                              f"the command ended ({exc.exceptions[0].value!r})") from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise TargetError(f"{self._where()}: ssh failed: {exc}") from exc
+        if res.exited is None or res.exited < 0:
+            raise TargetError(f"{self._where()}: {command!r}: the connection dropped before "
+                              "the command ended (no exit status)")
         return CommandResult(command, res.exited, res.stdout, res.stderr)
 
     def push(self, local: Path, remote: str, mode: int | None = None) -> None:

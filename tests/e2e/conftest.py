@@ -5,7 +5,8 @@ run every target test on each, and check the kernel log after every test."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -48,11 +49,25 @@ def variant(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="session")
-def target(built: None, variant: str) -> Iterator[Target]:
-    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}")
-    shell = emulated.start(Artefacts.default(variant), timeout=300)
+def wait_for(check: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``check`` until it is true or ``seconds`` pass; its last answer."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def _booted(name: str, variant: str, art: Artefacts, extra_cmdline: str = "",
+            clear_kmemleak: bool = False) -> Iterator[Target]:
+    """A target for a fixture: stopped at the end, and failed if kmemleak
+    (kernels with it) finds leaks after its tests."""
+    emulated = EmulatedTarget(name)
+    shell = emulated.start(art, timeout=300, extra_cmdline=extra_cmdline)
     leaks = ""
+    if clear_kmemleak:  # what boot left is not the test's
+        shell.run(f"test -w {KMEMLEAK} && echo clear > {KMEMLEAK}")
     try:
         yield Target(emulated, shell, variant)
         leaks = kmemleak_report(shell)
@@ -60,7 +75,12 @@ def target(built: None, variant: str) -> Iterator[Target]:
         shell.close()
         emulated.stop()
     if leaks:
-        pytest.fail(f"kmemleak after the run on {variant}:\n{leaks[:4000]}", pytrace=False)
+        pytest.fail(f"kmemleak after {name}'s tests:\n{leaks[:4000]}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def target(built: None, variant: str) -> Iterator[Target]:
+    yield from _booted(f"pytest-{os.getpid()}-{variant}", variant, Artefacts.default(variant))
 
 
 KMEMLEAK = "/sys/kernel/debug/kmemleak"
@@ -152,22 +172,10 @@ def bare_target(built: None, variant: str) -> Iterator[Target]:
     (1 MiB aligned: the heap aligns 1 MiB buffers to 1 MiB, so 8 of them fit
     in 8 MiB only from an aligned base; with 4 KiB alignment the kernel may
     place it so that 7 do)."""
-    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-bare")
-    shell = emulated.start(Artefacts.default(variant, dt.NO_GUARANTEE_DTB), timeout=300,
-                           extra_cmdline="gcma.skip=gcma_area,gcma_heap "
-                                         "reserve_mem=8M:1M:rmtest")
-    leaks = ""
-    # What boot left is not the test's.
-    shell.run(f"test -w {KMEMLEAK} && echo clear > {KMEMLEAK}")
-    try:
-        yield Target(emulated, shell, variant)
-        leaks = kmemleak_report(shell)
-    finally:
-        shell.close()
-        emulated.stop()
-    if leaks:
-        pytest.fail(f"kmemleak after a bare target's test on {variant}:\n{leaks[:4000]}",
-                    pytrace=False)
+    yield from _booted(f"pytest-{os.getpid()}-{variant}-bare", variant,
+                       Artefacts.default(variant, dt.NO_GUARANTEE_DTB),
+                       "gcma.skip=gcma_area,gcma_heap reserve_mem=8M:1M:rmtest",
+                       clear_kmemleak=True)
 
 
 @pytest.fixture

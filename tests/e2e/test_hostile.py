@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -20,8 +19,8 @@ from gcma.checks import fuzz, integrity
 from gcma.targets.emulated import EmulatedTarget, process_alive
 from gcma.targets.transport import Transport
 
-from .conftest import Target, heap_stats, pool_stat
-from .test_heaps import AREAS, MIB, _boot_with_fixture
+from .conftest import Target, heap_stats, pool_stat, wait_for
+from .test_heaps import AREAS, MIB, _boot_with_fixture, assert_rejected_once_each
 
 CASE = re.compile(r"^case=(\S+) want=(\S+) got=(\S+) (ok|FAIL)$", re.M)
 
@@ -238,13 +237,8 @@ FUZZED_AREAS = {
 def test_fuzzed_device_tree_values_are_rejected(built: None, variant: str) -> None:
     # Malformed on purpose: dtc's warnings about it are silenced.
     with _boot_with_fixture(variant, "fuzzed-areas", strict=False) as shell:
-        log = shell.check("dmesg")
-        ours = [ln for ln in log.splitlines() if "gcma_area: /gcma-area-y-" in ln]
-        for node, reason in FUZZED_AREAS.items():
-            lines = [ln for ln in ours if f"gcma_area: /{node}: " in ln]
-            assert len(lines) == 1, (node, ours)
-            assert lines[0].endswith(f"rejected: {reason}"), lines[0]
-        assert len(ours) == len(FUZZED_AREAS), ours
+        assert_rejected_once_each(shell.check("dmesg"), FUZZED_AREAS,
+                                  "gcma_area: /gcma-area-y-")
         heaps = shell.check("ls /dev/dma_heap").split()
         assert not [h for h in heaps if h.startswith("y-")], heaps
         for area in AREAS:
@@ -310,15 +304,6 @@ def test_area_module_reloads_a_hundred_times(bare_target: Target) -> None:
     assert "ok=2" in t.check("heap_alloc -s 4M -n 2 camera")
 
 
-def _wait_until(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def _gcma(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gcma", *args], capture_output=True,
                           text=True, timeout=timeout)
@@ -358,7 +343,7 @@ def test_a_target_hanging_mid_command_fails_within_its_timeout(built: None) -> N
                                  "touch /tmp/running; sleep 5; echo done"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         # Frozen only once the command runs on the target.
-        assert _wait_until(lambda: _gcma("target", "shell", "--name", name, "--",
+        assert wait_for(lambda: _gcma("target", "shell", "--name", name, "--",
                                          "test -e /tmp/running", timeout=60).returncode == 0,
                            60)
         os.kill(pid, signal.SIGSTOP)

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from gcma.errors import TargetError
 from gcma.report import parse_kv
 from gcma.targets.emulated import READY_MARKER, Artefacts, EmulatedTarget, process_alive
 
-from .conftest import Target
+from .conftest import Target, wait_for
 
 MIB = 1 << 20
 
@@ -175,15 +174,6 @@ def test_boot_failure_reports_console(built: None) -> None:
     assert broken.state() is None
 
 
-def _wait_for(check: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
 @pytest.mark.parametrize("sig,when", [(signal.SIGKILL, "boot"), (signal.SIGTERM, "run")])
 def test_no_qemu_outlives_the_cli(built: None, sig: int, when: str) -> None:
     """Kill the CLI while its target boots (SIGKILL: no cleanup can run) or
@@ -193,10 +183,10 @@ def test_no_qemu_outlives_the_cli(built: None, sig: int, when: str) -> None:
     cli = subprocess.Popen([sys.executable, "-m", "gcma", "integrity", "--name", name],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: target.state_file.exists(), 120), "QEMU never started"
+        assert wait_for(lambda: target.state_file.exists(), 120), "QEMU never started"
         pid = int(json.loads(target.state_file.read_text())["pid"])
         if when == "run":
-            assert _wait_for(lambda: READY_MARKER in target.console.read_text(
+            assert wait_for(lambda: READY_MARKER in target.console.read_text(
                 errors="replace"), 120), target.console_tail()
             time.sleep(2)
         assert process_alive(pid)
@@ -205,7 +195,7 @@ def test_no_qemu_outlives_the_cli(built: None, sig: int, when: str) -> None:
     finally:
         if cli.poll() is None:
             cli.kill()
-    assert _wait_for(lambda: not process_alive(pid), 15), f"QEMU {pid} outlived the CLI"
+    assert wait_for(lambda: not process_alive(pid), 15), f"QEMU {pid} outlived the CLI"
     if sig == signal.SIGTERM:
         # Unwound like Ctrl-C: it stopped its target itself and says how it ended.
         assert code == 128 + signal.SIGTERM

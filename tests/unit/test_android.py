@@ -418,12 +418,18 @@ def test_flash_a_cuttlefish_runs_what_dry_run_prints(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "needs --initramfs" in missing.stderr, missing
 
 
-def test_flash_a_device_goes_through_fastbootd(tmp_path: Path) -> None:
+def _flash_phone(tmp_path: Path, fail: str = "") -> tuple[subprocess.CompletedProcess[str],
+                                                         dict[str, str], Path, Path]:
+    """gcma flash of a vendor_dlkm image to the built-in phone, with fakes."""
     log = tmp_path / "calls.log"
-    env = _fakes(tmp_path / "bin", log, fail="")
+    env = _fakes(tmp_path / "bin", log, fail=fail)
     image = tmp_path / "vendor_dlkm.img"
     image.write_bytes(b"\0" * 4096)
-    res = _gcma(env, "flash", "--target", "phone", "--vendor-dlkm", str(image))
+    return _gcma(env, "flash", "--target", "phone", "--vendor-dlkm", str(image)), env, log, image
+
+
+def test_flash_a_device_goes_through_fastbootd(tmp_path: Path) -> None:
+    res, env, log, image = _flash_phone(tmp_path)
     assert res.returncode == 0, res.stderr
     assert log.read_text().splitlines() == [
         "adb reboot fastboot", f"fastboot flash vendor_dlkm {image}", "fastboot reboot"]
@@ -434,11 +440,7 @@ def test_flash_a_device_goes_through_fastbootd(tmp_path: Path) -> None:
 
 
 def test_a_failing_fastboot_stops_the_flash_with_its_command(tmp_path: Path) -> None:
-    log = tmp_path / "calls.log"
-    env = _fakes(tmp_path / "bin", log, fail="fastboot")
-    image = tmp_path / "vendor_dlkm.img"
-    image.write_bytes(b"\0" * 4096)
-    res = _gcma(env, "flash", "--target", "phone", "--vendor-dlkm", str(image))
+    res, _, log, image = _flash_phone(tmp_path, fail="fastboot")
     assert res.returncode not in (0, 1, 5), res
     assert "Traceback" not in res.stderr
     assert "fastboot flash vendor_dlkm" in res.stderr

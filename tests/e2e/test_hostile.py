@@ -182,7 +182,6 @@ def test_many_processes_and_threads_on_two_areas_while_page_cache_churns(
     back."""
     t = target.shell
     stored = int(t.check("cat /sys/kernel/mm/cleancache/stored"))
-    recalled = int(t.check("cat /sys/kernel/mm/cleancache/recalled"))
     t.check(f"rm -rf {CHURN} && mkdir -p {CHURN}")
     t.check(f"(n=0; while [ ! -e {CHURN}/stop ]; do cat /data/*.bin /erofs/*.bin > /dev/null; "
             f"echo 1 > /proc/sys/vm/drop_caches; n=$((n+1)); echo $n > {CHURN}/rounds; done; "
@@ -194,8 +193,9 @@ def test_many_processes_and_threads_on_two_areas_while_page_cache_churns(
               "do sleep 0.1; i=$((i+1)); done", timeout=180)
     assert report.ok and report.steps > 1000, report
     assert int(t.check(f"cat {CHURN}/rounds")) >= 1
+    # The churn stored into the areas while the fuzz allocated from them
+    # (whether a random allocation landed on a cached page is chance).
     assert int(t.check("cat /sys/kernel/mm/cleancache/stored")) > stored
-    assert int(t.check("cat /sys/kernel/mm/cleancache/recalled")) > recalled
     _assert_areas_empty(t)
 
 
@@ -296,9 +296,12 @@ def test_area_module_reloads_a_hundred_times(bare_target: Target) -> None:
     assert res.ok and "cycles=100" in res.stdout, res.stdout + res.stderr
     after = meminfo()
     assert t.check("ls /sys/kernel/mm/cleancache/pools").split() == []
-    # Nothing kept per cycle: 100 cycles cost well under a page each.
-    assert after["SUnreclaim"] - before["SUnreclaim"] < 400, (before, after)
-    assert before["MemFree"] - after["MemFree"] < 4096, (before, after)
+    # Nothing kept per cycle: 100 cycles cost well under a page each. Not on
+    # KASAN kernels, whose quarantine holds freed objects back on purpose:
+    # there kmemleak (at the fixture's end) is the leak check.
+    if bare_target.variant != "kasan":
+        assert after["SUnreclaim"] - before["SUnreclaim"] < 400, (before, after)
+        assert before["MemFree"] - after["MemFree"] < 4096, (before, after)
     # And it still works after all that.
     t.check(f"insmod {module} && insmod /lib/modules/gcma/gcma_heap.ko")
     assert "ok=2" in t.check("heap_alloc -s 4M -n 2 camera")

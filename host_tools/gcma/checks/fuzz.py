@@ -61,8 +61,17 @@ def area_state(t: Transport) -> dict[str, dict[str, int]]:
     return state
 
 
-def _settled(state: dict[str, dict[str, int]]) -> list[str]:
-    """What is not back to empty, per area (none: settled)."""
+def free_failures(t: Transport) -> dict[str, int]:
+    """Each area's count of failed frees so far: a baseline for settle(),
+    since the count only grows (a test that pins a page on purpose leaves
+    its failures in it for the rest of the boot)."""
+    return {area: s["free_failures"] for area, s in area_state(t).items()}
+
+
+def _settled(state: dict[str, dict[str, int]],
+             failures_before: dict[str, int] | None = None) -> list[str]:
+    """What is not back to empty, per area (none: settled); frees that
+    failed since ``failures_before`` (all, without one)."""
     problems = []
     for area, s in sorted(state.items()):
         if s["used_kib"] or s["pending_pages"]:
@@ -71,17 +80,19 @@ def _settled(state: dict[str, dict[str, int]]) -> list[str]:
         if s["donated"] >= 0 and s["donated"] * 4 != s["total_kib"]:
             problems.append(f"{area}: {s['donated'] * 4} of {s['total_kib']} KiB donated "
                             f"to cleancache again")
-        if s["free_failures"]:
-            problems.append(f"{area}: {s['free_failures']} frees failed")
+        failed = s["free_failures"] - (failures_before or {}).get(area, 0)
+        if failed:
+            problems.append(f"{area}: {failed} frees failed")
     return problems
 
 
-def settle(t: Transport, wait_s: float = SETTLE_S) -> list[str]:
+def settle(t: Transport, wait_s: float = SETTLE_S,
+           failures_before: dict[str, int] | None = None) -> list[str]:
     """Wait up to ``wait_s`` for every area to be empty and donated again;
     what is still not (none: settled)."""
     deadline = time.monotonic() + wait_s
     while True:
-        problems = _settled(area_state(t))
+        problems = _settled(area_state(t), failures_before)
         if not problems or time.monotonic() >= deadline:
             return problems
         time.sleep(1)
@@ -91,7 +102,8 @@ def run(t: Transport, heaps: list[str], seed: int, seconds: int, procs: int = 2,
         threads: int = 2, max_kib: int = 16384) -> FuzzReport:
     """heap_fuzz for ``seconds`` on ``heaps``; raises CheckFailed (with the
     report) if a step, the accounting or the kernel log says something broke."""
-    leftover = settle(t, wait_s=0)
+    failed_before = free_failures(t)
+    leftover = settle(t, wait_s=0, failures_before=failed_before)
     if leftover:
         raise CheckFailed("the areas are not empty before the run: " + "; ".join(leftover))
     mark = len(t.check("dmesg", timeout=60).splitlines())
@@ -116,7 +128,7 @@ def run(t: Transport, heaps: list[str], seed: int, seconds: int, procs: int = 2,
     if not res.ok and not report.failures:
         report.failures.append(f"{command} exited {res.exit_status}: "
                                f"{(res.stderr or res.stdout).strip()[-500:]}")
-    report.failures += settle(t)
+    report.failures += settle(t, failures_before=failed_before)
     report.areas = area_state(t)
     log = t.check("dmesg", timeout=60).splitlines()[mark:]
     report.kernel_reports = [f"{f.kind}: {f.line}" for f in klog.scan("\n".join(log))]

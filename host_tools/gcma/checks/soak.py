@@ -60,6 +60,7 @@ def meminfo(t: Transport) -> dict[str, int]:
 def _round(t: Transport, number: int, scenarios: list[Scenario], heaps: list[str],
            round_s: int, seed: int) -> Round:
     t0 = time.monotonic()
+    failed_before = fuzz.free_failures(t)
     if number % 3 == 2:
         rnd = Round(number, f"heap_fuzz seed {seed + number}", 0.0)
         try:
@@ -78,7 +79,7 @@ def _round(t: Transport, number: int, scenarios: list[Scenario], heaps: list[str
             rnd.p99_us = summary.get("p99_us", 0)
         except CheckFailed as exc:
             rnd.errors.append(str(exc))
-        problems = fuzz.settle(t)
+        problems = fuzz.settle(t, failures_before=failed_before)
         rnd.errors += problems
     rnd.seconds = round(time.monotonic() - t0, 1)
     mem = meminfo(t)
@@ -94,7 +95,8 @@ def run(t: Transport, minutes: float, heaps: list[str] | None = None, round_s: i
     heaps = heaps or list(fuzz.DEFAULT_HEAPS)
     scenarios = [find(name) for name in available()]
     report = SoakReport(minutes=minutes)
-    leftover = fuzz.settle(t, wait_s=0)
+    failed_before = fuzz.free_failures(t)
+    leftover = fuzz.settle(t, wait_s=0, failures_before=failed_before)
     if leftover:
         raise CheckFailed("the areas are not empty before the soak: " + "; ".join(leftover))
     t.check("sync; echo 3 > /proc/sys/vm/drop_caches", timeout=120)
@@ -124,7 +126,7 @@ def run(t: Transport, minutes: float, heaps: list[str] | None = None, round_s: i
         report.pressures = {p.name: {"ready": ready[p.name], "stopped": stopped[p.name]}
                             for p in gens}
     t.check("sync; echo 3 > /proc/sys/vm/drop_caches", timeout=120)
-    report.errors += fuzz.settle(t)
+    report.errors += fuzz.settle(t, failures_before=failed_before)
     report.after = meminfo(t)
     report.drift_kib = {"MemAvailable": report.before["MemAvailable"] -
                         report.after["MemAvailable"],

@@ -246,7 +246,7 @@ static int hold_heap(const char *name, size_t size, unsigned int count)
 #define PIN_DIR		"/sys/kernel/debug/gcma_pin/"
 
 /* Hand a buffer to gcma_pin.ko, which checks and inverts the pattern. */
-static int kernel_user(const char *name, size_t size, const char *what)
+static int hand_to_kernel(const char *name, size_t size, const char *what)
 {
 	int heap_fd = open_heap(name), fd, ctl = -1, err = 0;
 	size_t last = size / sizeof(uint32_t) - 1;
@@ -324,9 +324,10 @@ static int check_errors(const char *name)
 	return bad;
 }
 
-static void usage(void)
+static void print_usage(void)
 {
-	fprintf(stderr, "usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] [-H [-F] | -K vmap|pin|map | -e] (-a | HEAP...)\n");
+	fprintf(stderr,
+		"usage: heap_alloc [-s SIZE[K|M]] [-n COUNT] [-H [-F] | -K vmap|pin|map | -e] (-a | HEAP...)\n");
 	exit(2);
 }
 
@@ -336,13 +337,13 @@ static size_t parse_size(const char *arg)
 	unsigned long long v = strtoull(arg, &end, 0);
 
 	if (end == arg)
-		usage();
+		print_usage();
 	if (*end == 'K' || *end == 'k')
 		v <<= 10, end++;
 	else if (*end == 'M' || *end == 'm')
 		v <<= 20, end++;
 	if (*end || !v)
-		usage();
+		print_usage();
 	return v;
 }
 
@@ -351,7 +352,7 @@ static const char *kernel_what;
 static int run_one(int mode, const char *name, size_t size, unsigned int count)
 {
 	if (mode == 'K')
-		return kernel_user(name, size, kernel_what);
+		return hand_to_kernel(name, size, kernel_what);
 	if (mode == 'H')
 		return hold_heap(name, size, count);
 	if (mode == 'e')
@@ -373,7 +374,7 @@ int main(int argc, char **argv)
 		case 'n':
 			count = strtoul(optarg, NULL, 0);
 			if (!count || count > MAX_COUNT)
-				usage();
+				print_usage();
 			break;
 		case 'a':
 			all = 1;
@@ -388,16 +389,16 @@ int main(int argc, char **argv)
 		case 'K':
 			if (strcmp(optarg, "vmap") && strcmp(optarg, "pin") &&
 			    strcmp(optarg, "map"))
-				usage();
+				print_usage();
 			mode = opt;
 			kernel_what = optarg;
 			break;
 		default:
-			usage();
+			print_usage();
 		}
 	}
 	if (size % sizeof(uint32_t) || (fail_free && mode != 'H'))
-		usage();
+		print_usage();
 	if (all) {
 		struct dirent **names;
 		int i, n = scandir(HEAP_DIR, &names, NULL, alphasort);
@@ -415,7 +416,7 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	if (optind >= argc)
-		usage();
+		print_usage();
 	for (; optind < argc; optind++)
 		rc |= run_one(mode, argv[optind], size, count);
 	return rc;

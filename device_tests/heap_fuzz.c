@@ -50,6 +50,7 @@
 
 #define PAGE 4096UL
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define __printf(a, b) __attribute__((format(printf, a, b)))
 #define SLOTS 16
 #define MAX_HEAPS 8
 
@@ -119,10 +120,10 @@ static uint64_t below(struct worker *w, uint64_t n)
 	return n ? next(w) % n : 0;
 }
 
-static void fail(struct worker *w, enum op op, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static void fail(struct worker *w, enum op during, const char *fmt, ...)
+	__printf(3, 4);
 
-static void fail(struct worker *w, enum op op, const char *fmt, ...)
+static void fail(struct worker *w, enum op during, const char *fmt, ...)
 {
 	char what[256];
 	va_list ap;
@@ -131,7 +132,7 @@ static void fail(struct worker *w, enum op op, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	printf("FAIL seed=%llu worker=%u step=%lu op=%s: %s\n", seed, w->id, w->step,
-	       op_name[op], what);
+	       op_name[during], what);
 	fflush(stdout);
 	atomic_store(&failed, 1);
 }
@@ -153,9 +154,9 @@ static const char *const reports[] = {
 	"possible recursive locking", "inconsistent lock state", "Bad page",
 };
 
-static void check_kmsg(struct worker *w, enum op op)
+static void check_kmsg(struct worker *w, enum op during)
 {
-	char rec[2048];
+	char rec[2048], *text;
 	ssize_t n;
 	size_t i;
 
@@ -171,7 +172,9 @@ static void check_kmsg(struct worker *w, enum op op)
 		for (i = 0; i < ARRAY_SIZE(reports); i++) {
 			if (strstr(rec, reports[i])) {
 				rec[strcspn(rec, "\n")] = '\0';
-				fail(w, op, "kernel report: %s", strchr(rec, ';') ? strchr(rec, ';') + 1 : rec);
+				/* The text follows the record's "prefix;". */
+				text = strchr(rec, ';');
+				fail(w, during, "kernel report: %s", text ? text + 1 : rec);
 				return;
 			}
 		}
@@ -207,7 +210,8 @@ static void unmap(struct slot *s)
 	if (s->map)
 		munmap(s->map, s->map_len);
 	s->map = NULL;
-	s->map_len = s->map_off = 0;
+	s->map_len = 0;
+	s->map_off = 0;
 }
 
 static void drop(struct slot *s)
@@ -366,7 +370,11 @@ static void do_mmap(struct worker *w)
 	unmap(sl);
 	pages = sl->buf->size / PAGE;
 	off = below(w, 3) ? 0 : below(w, pages) * PAGE;
-	len = below(w, 2) ? sl->buf->size - off : (1 + below(w, (sl->buf->size - off) / PAGE)) * PAGE;
+	/* To the end, or a random number of pages (the draws stay in order). */
+	if (below(w, 2))
+		len = sl->buf->size - off;
+	else
+		len = (1 + below(w, (sl->buf->size - off) / PAGE)) * PAGE;
 	sl->map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, sl->fd, off);
 	if (sl->map == MAP_FAILED) {
 		sl->map = NULL;
@@ -412,7 +420,8 @@ static void do_sync(struct worker *w, bool bad)
 	if (bad) {
 		err = sync_buf(w->slot[s].fd, d | (1ULL << (3 + below(w, 61))));
 		if (err != -EINVAL)
-			fail(w, OP_BAD_SYNC, "unknown flags: %s", err ? strerror(-err) : "accepted");
+			fail(w, OP_BAD_SYNC, "unknown flags: %s",
+			     err ? strerror(-err) : "accepted");
 		return;
 	}
 	err = sync_buf(w->slot[s].fd, DMA_BUF_SYNC_START | d);
@@ -487,12 +496,12 @@ static int child_check(int fd, size_t size, bool written, uint8_t tag)
 	return ok ? 0 : 4;
 }
 
-static void reap(struct worker *w, enum op op, pid_t pid)
+static void reap(struct worker *w, enum op during, pid_t pid)
 {
 	int status;
 
 	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
-		fail(w, op, "the other process found %s",
+		fail(w, during, "the other process found %s",
 		     WIFEXITED(status) ? (WEXITSTATUS(status) == 4 ? "other data" : "no mapping")
 				       : "a signal");
 }
@@ -732,8 +741,9 @@ int main(int argc, char **argv)
 	}
 	if (bad || optind >= argc || argc - optind > MAX_HEAPS || !procs || !threads ||
 	    procs > 64 || threads > 64 || max_size < PAGE) {
-		fprintf(stderr, "usage: %s [-s SEED] [-n STEPS (0: no limit)] [-d SECONDS] "
-			"[-p PROCS] [-t THREADS] [-m MAX_KIB] [-w WORKER] HEAP...\n", argv[0]);
+		fprintf(stderr,
+			"usage: %s [-s SEED] [-n STEPS (0: no limit)] [-d SECONDS] [-p PROCS] [-t THREADS] [-m MAX_KIB] [-w WORKER] HEAP...\n",
+			argv[0]);
 		return 2;
 	}
 	for (; optind < argc; optind++) {

@@ -742,7 +742,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "record of reuse (the kernel's default)")
     p.add_argument("--heap-load", action="append", default=[], metavar="HEAP",
                    help="allocate from HEAP in a loop all along the run (repeatable; "
-                   "e.g. camera, video)")
+                   "not camera, which gcma_stress holds: e.g. video)")
     boot_timeout_opt(p)
     p.set_defaults(func=cmd_integrity)
 
@@ -905,8 +905,8 @@ def build_parser() -> argparse.ArgumentParser:
     target_opt(p, "cuttlefish")
     manifest_opt(p)
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
-    p.add_argument("--modules", type=Path, help="module dist folder (default: ours)")
-    variant_opt(p)
+    p.add_argument("--modules", type=Path,
+                   help="module dist folder, built against the target's kernel")
     p.add_argument("--kernel", type=Path, help="Cuttlefish: the kernel image")
     p.add_argument("--initramfs", type=Path,
                    help="Cuttlefish: the GKI build's initramfs; ours are added to its modules")

@@ -165,14 +165,6 @@ STAGE_VARS = {"vendor_ramdisk": "BOARD_VENDOR_RAMDISK_KERNEL_MODULES",
               "vendor_dlkm": "BOARD_VENDOR_KERNEL_MODULES"}
 
 
-def modules_options(m: Manifest, stage: str) -> str:
-    """modules.options lines for a stage's modules with parameters, or ""."""
-    return "".join(f"options {mod.name} "
-                   + " ".join(f'{k}="{v}"' if " " in v else f"{k}={v}"
-                              for k, v in mod.params.items()) + "\n"
-                   for mod in m.stage(stage) if mod.params)
-
-
 def board_mk(m: Manifest) -> str:
     out = [f"# {HEADER.format(src='vendor_modules/modules.yaml')}",
            "# Include from the device's BoardConfig.mk. GCMA_DIR: where this project sits",
@@ -191,7 +183,7 @@ def board_mk(m: Manifest) -> str:
         out.append(f"# {stage}, in load order")
         for name in (var, f"{var}_LOAD"):
             out += [f"{name} += $(GCMA_KO_DIR)/{mod.ko}" for mod in mods]
-        if modules_options(m, stage):
+        if m.options(stage):
             out.append(f"{var}_OPTIONS_FILE := $(GCMA_DIR)/android/{stage}.modules.options")
         out.append("")
     out += ["# Who may open the heaps: SELinux types and rules",
@@ -273,8 +265,8 @@ def generate(m: Manifest, root: Path | None = None) -> dict[Path, str]:
             generated[root / "device_tests" / "android" / f"{soong_name(prog)}.xml"] = \
                 test_config(prog)
     for stage in STAGE_VARS:
-        if modules_options(m, stage):
-            generated[android / f"{stage}.modules.options"] = modules_options(m, stage)
+        if m.options(stage):
+            generated[android / f"{stage}.modules.options"] = m.options(stage)
     return generated
 
 

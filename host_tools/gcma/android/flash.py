@@ -3,16 +3,17 @@ device, as commands that ``--dry-run`` prints instead of running.
 
 - **Cuttlefish** (a target whose adb serial is a local Cuttlefish's): one
   ``launch_cvd`` (or ``cvd start``) with ``-kernel_path``, ``-initramfs_path``
-  (a ramdisk with every module of the manifest, in load order: Cuttlefish's
-  first stage loads them all) and ``-extra_kernel_cmdline`` with one
-  ``reserve_mem=`` per area. ``--restart`` stops the running instance first
+  (the GKI build's initramfs with every module of the manifest added after
+  its own: Cuttlefish's first stage loads them all) and
+  ``-extra_kernel_cmdline`` with one ``reserve_mem=`` per area and
+  gcma_area's parameters. ``--restart`` stops the running instance first
   (``stop_cvd``).
 - **A device**: ``adb reboot fastboot`` (fastbootd, where the logical
   partitions are), ``fastboot flash vendor_dlkm IMAGE``, ``fastboot reboot``.
   Our image holds only the GCMA modules, so flashing it replaces whatever the
   partition held: ``--replace-partition`` says that is meant (a board whose
   vendor_dlkm is ours alone); otherwise flash the vendor_dlkm your Android
-  build made with ``android/gcma.mk`` (``--vendor-dlkm IMAGE``).
+  build made with ``android/gcma_board.mk`` (``--vendor-dlkm IMAGE``).
 - **vendor_boot is not written.** Its header v3 and v4 images carry the
   device's own DTB, ramdisk fragments and command line, so a fragment can
   only be added by repacking the device's image (mkbootimg from the vendor
@@ -77,16 +78,16 @@ def cuttlefish_plan(spec: TargetSpec, kernel: Path, initramfs: Path, area_size: 
         raise UserError(f"no kernel image {kernel} (give --kernel: the GKI build's bzImage)")
     plan = Plan()
     launch = shutil.which("launch_cvd")
-    cvd = shutil.which("cvd")
-    if not launch and not cvd:
+    # The newer cvd front end only where it is all there is.
+    use_cvd = not launch and shutil.which("cvd") is not None
+    if not launch and not use_cvd:
         plan.notes.append("neither launch_cvd nor cvd is on PATH: the commands assume "
                           "launch_cvd (host package of Cuttlefish)")
     if restart:
-        plan.commands.append(["stop_cvd"] if launch or not cvd else ["cvd", "stop"])
+        plan.commands.append(["cvd", "stop"] if use_cvd else ["stop_cvd"])
     flags = ["--daemon", f"--kernel_path={kernel}", f"--initramfs_path={initramfs}",
              f"--extra_kernel_cmdline={kernel_cmdline(spec, area_size)}"]
-    plan.commands.append(["launch_cvd", *flags] if launch or not cvd
-                         else ["cvd", "start", *flags])
+    plan.commands.append(["cvd", "start", *flags] if use_cvd else ["launch_cvd", *flags])
     return plan
 
 
@@ -96,7 +97,8 @@ def device_plan(spec: TargetSpec, image: Path, ours: bool, replace_partition: bo
     if ours and not replace_partition:
         raise UserError("our vendor_dlkm image holds only the GCMA modules and would replace "
                         "the whole partition: pass --replace-partition if that is meant, or "
-                        "--vendor-dlkm with the image your Android build made (android/gcma.mk)")
+                        "--vendor-dlkm with the image your Android build made "
+                        "(android/gcma_board.mk)")
     serial = ["-s", spec.serial] if spec.serial else []
     plan = Plan(commands=[["adb", *serial, "reboot", "fastboot"],
                           ["fastboot", *serial, "flash", "vendor_dlkm", str(image)],

@@ -40,10 +40,19 @@ def images_dir() -> Path:
     return paths.out_dir() / "images"
 
 
-def _stage(manifest: Manifest, stages: tuple[str, ...], dist: Path, dest: Path) -> list[Module]:
-    """dest/lib/modules/ with the modules of those stages and depmod's files."""
-    stage = "+".join(stages)
-    mods = [m for m in manifest.modules if m.stage in stages]
+def _depmod(version: Path, order: list[str], log: Path) -> None:
+    """depmod over the modules in ``version`` (root/lib/modules/<version>),
+    with the files it reads besides them (empty ones keep it quiet)."""
+    (version / "modules.order").write_text("".join(f"{ko}\n" for ko in order))
+    (version / "modules.builtin").write_text("")
+    (version / "modules.builtin.modinfo").write_text("")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    runner.run(["depmod", "-b", str(version.parents[2]), DEPMOD_VERSION], log=log)
+
+
+def _stage(manifest: Manifest, stage: str, dist: Path, dest: Path) -> list[Module]:
+    """dest/lib/modules/ with the stage's modules and depmod's files."""
+    mods = manifest.stage(stage)
     if not mods:
         raise UserError(f"{manifest.path}: no module has stage {stage}")
     missing = [m.ko for m in mods if not (dist / m.ko).is_file()]
@@ -55,25 +64,17 @@ def _stage(manifest: Manifest, stages: tuple[str, ...], dist: Path, dest: Path) 
     version.mkdir(parents=True)
     for m in mods:
         shutil.copyfile(dist / m.ko, version / m.ko)
-    order = "".join(f"{m.ko}\n" for m in mods)
-    # What depmod reads besides the modules; empty ones keep it quiet.
-    (version / "modules.order").write_text(order)
-    (version / "modules.builtin").write_text("")
-    (version / "modules.builtin.modinfo").write_text("")
-    log = paths.logs_dir() / f"image-{stage}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    runner.run(["depmod", "-b", str(dest), DEPMOD_VERSION], log=log)
-    for m in mods:
-        os.replace(version / m.ko, top / m.ko)
+    order = [m.ko for m in mods]
+    _depmod(version, order, paths.logs_dir() / f"image-{stage}.log")
+    for ko in order:
+        os.replace(version / ko, top / ko)
     for name in DEPMOD_FILES:
         if (version / name).exists():
             os.replace(version / name, top / name)
     shutil.rmtree(version)
-    (top / "modules.load").write_text(order)
-    options = "".join(f"options {m.name} " + " ".join(f"{k}={v}" for k, v in m.params.items())
-                      + "\n" for m in mods if m.params)
-    if options:
-        (top / "modules.options").write_text(options)
+    (top / "modules.load").write_text("".join(f"{ko}\n" for ko in order))
+    if manifest.options(stage):
+        (top / "modules.options").write_text(manifest.options(stage))
     for root, dirs, files in os.walk(dest):
         for d in dirs:
             os.chmod(Path(root) / d, 0o755)
@@ -82,14 +83,12 @@ def _stage(manifest: Manifest, stages: tuple[str, ...], dist: Path, dest: Path) 
     return mods
 
 
-def vendor_ramdisk(manifest: Manifest, dist: Path, out: Path | None = None,
-                   stages: tuple[str, ...] = ("vendor_ramdisk",)) -> Path:
+def vendor_ramdisk(manifest: Manifest, dist: Path, out: Path | None = None) -> Path:
     """A newc cpio of the vendor_ramdisk modules (uncompressed: the boot image
-    tool compresses the whole vendor ramdisk). With both stages it is the
-    initramfs a Cuttlefish takes, whose first stage loads every module."""
+    tool compresses the whole vendor ramdisk)."""
     out = out or images_dir() / "vendor_ramdisk-gcma.cpio"
     with tempfile.TemporaryDirectory(prefix="gcma-ramdisk-") as tmp:
-        _stage(manifest, stages, dist, Path(tmp))
+        _stage(manifest, "vendor_ramdisk", dist, Path(tmp))
         entries = cpio.entries_from_tree(Path(tmp))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(cpio.archive(entries))
@@ -103,7 +102,7 @@ def vendor_dlkm(manifest: Manifest, dist: Path, out: Path | None = None) -> Path
     out.parent.mkdir(parents=True, exist_ok=True)
     log = paths.logs_dir() / "image-vendor_dlkm.log"
     with tempfile.TemporaryDirectory(prefix="gcma-dlkm-") as tmp:
-        _stage(manifest, ("vendor_dlkm",), dist, Path(tmp))
+        _stage(manifest, "vendor_dlkm", dist, Path(tmp))
         out.unlink(missing_ok=True)
         runner.run(["mkfs.erofs", "--all-root", f"-T{EPOCH}", f"-U{UUID}", str(out), tmp],
                    log=log)
@@ -152,11 +151,7 @@ def merged_ramdisk(manifest: Manifest, dist: Path, base: Path, out: Path) -> Pat
                 raise UserError(f"{dist}: no {m.ko} (build the modules first)")
             shutil.copyfile(dist / m.ko, mods_dir / m.ko)
         order = [k for k in theirs if k not in {m.ko for m in ours}] + [m.ko for m in ours]
-        (mods_dir / "modules.order").write_text("".join(f"{k}\n" for k in order))
-        (mods_dir / "modules.builtin").write_text("")
-        (mods_dir / "modules.builtin.modinfo").write_text("")
-        log = paths.logs_dir() / "image-merge.log"
-        runner.run(["depmod", "-b", tmp, DEPMOD_VERSION], log=log)
+        _depmod(mods_dir, order, paths.logs_dir() / "image-merge.log")
         made = {f"{top}{f.name}": f.read_bytes() for f in mods_dir.iterdir()
                 if f.name in DEPMOD_FILES or f.suffix == ".ko"}
     made[f"{top}modules.load"] = "".join(f"{k}\n" for k in order).encode()

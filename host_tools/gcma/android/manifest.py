@@ -68,6 +68,14 @@ class Manifest:
     def module(self, name: str) -> Module:
         return next(m for m in self.modules if m.name == name)
 
+    def options(self, stage: str) -> str:
+        """modules.options lines for the stage's modules with parameters, or
+        "" (a value with a space is quoted)."""
+        return "".join(f"options {mod.name} "
+                       + " ".join(f'{k}="{v}"' if " " in v else f"{k}={v}"
+                                  for k, v in mod.params.items()) + "\n"
+                       for mod in self.stage(stage) if mod.params)
+
 
 class _Reader:
     def __init__(self, source: Path) -> None:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from gcma.checks import fuzz, integrity
+from gcma.checks import bgloop, fuzz, integrity
 from gcma.targets.emulated import EmulatedTarget, process_alive
 from gcma.targets.transport import Transport
 
@@ -197,17 +197,14 @@ def test_many_processes_and_threads_on_two_areas_while_page_cache_churns(
     back."""
     t = target.shell
     stored = int(t.check("cat /sys/kernel/mm/cleancache/stored"))
-    t.check(f"rm -rf {CHURN} && mkdir -p {CHURN}")
-    t.check(f"(n=0; while [ ! -e {CHURN}/stop ]; do cat /data/*.bin /erofs/*.bin > /dev/null; "
-            f"echo 1 > /proc/sys/vm/drop_caches; n=$((n+1)); echo $n > {CHURN}/rounds; done; "
-            f"touch {CHURN}/done) > /dev/null 2>&1 &")
+    bgloop.start(t, CHURN, "cat /data/*.bin /erofs/*.bin > /dev/null; "
+                           "echo 1 > /proc/sys/vm/drop_caches")
     try:
         report = fuzz.run(t, list(AREAS), seed=20261128, seconds=30, procs=3, threads=3)
     finally:
-        t.run(f"touch {CHURN}/stop; i=0; while [ ! -e {CHURN}/done ] && [ $i -lt 1200 ]; "
-              "do sleep 0.1; i=$((i+1)); done", timeout=180)
+        rounds, stopped = bgloop.stop(t, CHURN, wait_s=120)
+    assert stopped and rounds >= 1, (rounds, stopped)
     assert report.ok and report.steps > 1000, report
-    assert int(t.check(f"cat {CHURN}/rounds")) >= 1
     # The churn stored into the areas while the fuzz allocated from them
     # (whether a random allocation landed on a cached page is chance).
     assert int(t.check("cat /sys/kernel/mm/cleancache/stored")) > stored

@@ -15,7 +15,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from gcma.checks import klog
+from gcma.checks import bgloop, klog
 from gcma.errors import CheckFailed, UserError
 from gcma.targets.transport import Transport
 
@@ -88,28 +88,19 @@ def _start_heap_load(t: Transport, heaps: tuple[str, ...]) -> None:
     8 MiB buffers from every heap (pages holding cached copies come back
     while the files are read) and checks that they read zero."""
     names = " ".join(shlex.quote(h) for h in heaps)
-    # A loop left by an aborted run must not run beside this one.
-    t.run(f"[ -f {HEAP_LOAD}/pid ] && kill $(cat {HEAP_LOAD}/pid) 2>/dev/null; true")
-    t.check(f"rm -rf {HEAP_LOAD} && mkdir -p {HEAP_LOAD}")
-    t.check(f"(n=0; while [ ! -e {HEAP_LOAD}/stop ]; do for h in {names}; do "
-            f"heap_alloc -s 8M -n 4 $h > {HEAP_LOAD}/last 2>&1 || "
-            f"cat {HEAP_LOAD}/last >> {HEAP_LOAD}/failures; done; n=$((n+1)); "
-            f"echo $n > {HEAP_LOAD}/rounds.new; mv {HEAP_LOAD}/rounds.new {HEAP_LOAD}/rounds; "
-            f"done; touch {HEAP_LOAD}/done) > /dev/null 2>&1 & echo $! > {HEAP_LOAD}/pid")
+    bgloop.start(t, HEAP_LOAD, f"for h in {names}; do "
+                 f"heap_alloc -s 8M -n 4 $h > {HEAP_LOAD}/last 2>&1 || "
+                 f"cat {HEAP_LOAD}/last >> {HEAP_LOAD}/failures; done")
 
 
 def _stop_heap_load(t: Transport) -> dict[str, object]:
     """Ask the loop to finish its round; one that does not within a minute is
     killed, and that is a failure of the run."""
-    res = t.run(f"touch {HEAP_LOAD}/stop; i=0; while [ ! -e {HEAP_LOAD}/done ] && "
-                "[ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; "
-                f"[ -e {HEAP_LOAD}/done ] || {{ kill $(cat {HEAP_LOAD}/pid); exit 1; }}",
-                timeout=120)
-    rounds = t.run(f"cat {HEAP_LOAD}/rounds").stdout.strip()
+    rounds, stopped = bgloop.stop(t, HEAP_LOAD, wait_s=60)
     failures = t.run(f"cat {HEAP_LOAD}/failures 2>/dev/null").stdout.strip().splitlines()
-    if not res.ok:
+    if not stopped:
         failures.append("the allocation loop did not stop within a minute (killed)")
-    return {"rounds": int(rounds or 0), "failures": failures}
+    return {"rounds": rounds, "failures": failures}
 
 
 def run(t: Transport, rounds: int = 3, memory_limit: str = "48M",

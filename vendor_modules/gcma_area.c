@@ -1081,15 +1081,22 @@ static struct platform_driver gcma_area_driver = {
 	},
 };
 
+/*
+ * Never fails for what the device tree or the parameters say: on Android a
+ * module that fails to load in first-stage init stops the boot, and on any
+ * device a missing area only means there is nothing to lend. With no usable
+ * area (no gcma,area node, every node rejected, a bad source) the module
+ * loads, logs one line, and has no areas.
+ */
 static int __init gcma_area_init(void)
 {
+	bool dt = !strcmp(source, "dt");
 	int err;
 
-	bool dt = !strcmp(source, "dt");
-
 	if (!dt && strcmp(source, "reserve_mem")) {
-		pr_err("source=%s: rejected: use dt or reserve_mem\n", source);
-		return -EINVAL;
+		pr_err("source=%s: rejected: use dt or reserve_mem; no area\n",
+		       source);
+		return 0;
 	}
 	gcma_area_kobj = kobject_create_and_add("gcma_area", kernel_kobj);
 	if (dt)
@@ -1097,9 +1104,11 @@ static int __init gcma_area_init(void)
 	else
 		gcma_area_from_reserve_mem();
 	if (list_empty(&gcma_areas)) {
-		pr_err("no usable area\n");
+		pr_warn("no usable area (source=%s): nothing lent, no heap\n",
+			source);
 		kobject_put(gcma_area_kobj);
-		return -ENODEV;
+		gcma_area_kobj = NULL;
+		return 0;
 	}
 	/* Areas work without their devices: a failure only loses the links. */
 	err = platform_driver_register(&gcma_area_driver);

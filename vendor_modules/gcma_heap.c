@@ -528,8 +528,11 @@ static int __init gcma_heap_init(void)
 	int err;
 
 	gcma_area_for_each(gcma_heap_count_area, &nr);
-	if (!nr)
-		return -ENODEV;
+	/* Not an error: a device without areas boots without these heaps. */
+	if (!nr) {
+		pr_warn("no area: no heap\n");
+		return 0;
+	}
 	set.heaps = gcma_heap_inject() ? NULL :
 		    kcalloc(nr, sizeof(*set.heaps), GFP_KERNEL);
 	if (!set.heaps)
@@ -560,10 +563,11 @@ static int __init gcma_heap_init(void)
 	}
 	/* The heaps that were added live as long as the kernel. */
 	kfree(set.heaps);
+	/* Each heap said why it was not added; the boot goes on without. */
 	if (!added) {
+		pr_warn("no heap added\n");
 		debugfs_remove_recursive(gcma_heap_debugfs);
 		platform_device_unregister(gcma_heap_pdev);
-		return -ENODEV;
 	}
 	return 0;
 

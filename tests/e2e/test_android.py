@@ -1,77 +1,140 @@
-"""The Android images on the emulated target: the vendor_boot ramdisk fragment
-appended to the initramfs (as the bootloader concatenates vendor ramdisks),
-the vendor_dlkm erofs image as a disk; modules loaded from each with
-``modprobe -d`` in its modules.load order, as Android's init does."""
+"""The Android module image on the emulated target: the vendor_dlkm erofs
+image we build, mounted as a disk, its modules loaded the way Android's init
+does (``android-modload``: modules.load order, modules.options, modules.dep
+through kmod's modprobe; ``--strict`` for first-stage init, where the first
+failure stops the boot).
+
+A device must boot whatever its device tree says: without our nodes, with
+every node rejected, or with a bad ``source``, both modules still load (each
+logs one line) and the strict loader reports no failure."""
 
 from __future__ import annotations
 
 import os
-import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from gcma import paths
 from gcma.android import images, manifest
-from gcma.build import modules
+from gcma.build import dt, modules
+from gcma.checks import klog
 from gcma.report import parse_kv
 from gcma.targets.emulated import Artefacts, EmulatedTarget
+from gcma.targets.machine import VIRT
+from gcma.targets.transport import Transport
 
 from .test_heaps import AREAS
 
+#: What depmod leaves beside the modules in the image.
+IMAGE_FILES = sorted(["gcma_area.ko", "gcma_heap.ko", "modules.alias", "modules.alias.bin",
+                      "modules.builtin.alias.bin", "modules.builtin.bin", "modules.dep",
+                      "modules.dep.bin", "modules.devname", "modules.load", "modules.softdep",
+                      "modules.symbols", "modules.symbols.bin"])
 
-def test_vendor_images_hold_what_depmod_makes(built: None, tmp_path: Path) -> None:
-    m = manifest.load()
-    dist = modules.dist_dir()
-    ramdisk = images.read_cpio(images.vendor_ramdisk(m, dist, tmp_path / "r.cpio").read_bytes())
-    files = {n: d for n, (mode, d) in ramdisk.items() if stat.S_ISREG(mode)}
-    first = [mod.ko for mod in m.stage("vendor_ramdisk")]
-    assert files["lib/modules/modules.load"].decode().split() == first
-    for ko in first:
-        assert files[f"lib/modules/{ko}"] == (dist / ko).read_bytes()
-    assert "lib/modules/modules.dep" in files and "lib/modules/modules.alias" in files
-    # The area driver's device-tree alias, as depmod writes it.
-    assert "alias of:N*T*Cgcma,area gcma_area" in files["lib/modules/modules.alias"].decode()
-    assert not [n for n in files if n.endswith(".ko") and not n.startswith("lib/modules/")]
+
+@contextmanager
+def _dlkm_target(variant: str, tmp_path: Path, images_: dict[str, Path],
+                 dtb: Path | None = None) -> Iterator[Transport]:
+    """A target booted without our modules (rcS skips them), each image of
+    ``images_`` mounted read-only on its mount point as Android mounts
+    vendor_dlkm. Its kernel log must stay clean for the whole test."""
+    art = Artefacts.default(variant)
+    if dtb is not None:
+        art.dtb = dtb
+    first = len(art.disks)
+    art.disks = (*art.disks, *images_.values())
+    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-{tmp_path.name[-20:]}")
+    shell = emulated.start(art, timeout=300, extra_cmdline="gcma.skip=gcma_area,gcma_heap")
+    try:
+        assert "gcma_" not in shell.check("cat /proc/modules")
+        for i, mount in enumerate(images_):
+            disk = f"/dev/vd{chr(ord('a') + first + i)}"
+            shell.check(f"mkdir -p {mount} && mount -t erofs -o ro {disk} {mount}")
+        yield shell
+        problems = klog.scan(shell.check("dmesg")) + klog.scan(
+            emulated.console.read_text(errors="replace"))
+        assert problems == [], problems
+    finally:
+        shell.close()
+        emulated.stop()
+
+
+def _loaded(shell: Transport) -> list[str]:
+    """Our modules in /proc/modules, oldest first."""
+    mods = [ln.split()[0] for ln in shell.check("cat /proc/modules").splitlines()]
+    return [m for m in reversed(mods) if m.startswith("gcma_")]
 
 
 def test_vendor_dlkm_image_loads_on_the_emulated_target(built: None, variant: str,
                                                         tmp_path: Path) -> None:
     m = manifest.load()
-    dist = modules.dist_dir(variant=variant)
-    ramdisk = images.vendor_ramdisk(m, dist, tmp_path / "vendor_ramdisk.cpio")
-    dlkm = images.vendor_dlkm(m, dist, tmp_path / "vendor_dlkm.img")  # fsck.erofs inside
-    art = Artefacts.default(variant)
-    initrd = tmp_path / "initramfs+vendor_ramdisk"
-    # Page-aligned, as a bootloader lays out vendor ramdisks: the kernel skips
-    # the zeros between archives, but reads the next one only where it is
-    # aligned (an unaligned one is "invalid magic" and unpacking stops).
-    first = art.initrd.read_bytes()
-    initrd.write_bytes(first + b"\0" * (-len(first) % 4096) + ramdisk.read_bytes())
-    art.initrd = initrd
-    art.disks = (*art.disks, dlkm)
-    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-dlkm")
-    shell = emulated.start(art, timeout=300, extra_cmdline="gcma.skip=gcma_area,gcma_heap")
-    try:
-        assert "gcma_" not in shell.check("cat /proc/modules")
-        load = "sed 's/\\.ko$//' {0}/lib/modules/modules.load"
-        # kmod's modprobe (busybox's shell would run its own applet, which has no -d).
-        # First stage: the vendor ramdisk's modules, from /lib/modules.
-        shell.check(f"/sbin/modprobe -d / -S . -a $({load.format('')})")
-        assert shell.check("ls /dev/dma_heap").split().count("camera") == 0
-        # Then vendor_dlkm, mounted as Android mounts it.
-        disk = f"/dev/vd{chr(ord('a') + len(art.disks) - 1)}"
-        shell.check(f"mkdir -p /vendor_dlkm && mount -t erofs -o ro {disk} /vendor_dlkm")
-        assert shell.check("ls /vendor_dlkm/lib/modules").split() == sorted(
-            ["gcma_heap.ko", "modules.alias", "modules.alias.bin", "modules.builtin.alias.bin",
-             "modules.builtin.bin", "modules.dep", "modules.dep.bin", "modules.devname",
-             "modules.load", "modules.softdep", "modules.symbols", "modules.symbols.bin"])
-        shell.check(f"/sbin/modprobe -d /vendor_dlkm -S . -a $({load.format('/vendor_dlkm')})")
-        loaded = [ln.split()[0] for ln in shell.check("cat /proc/modules").splitlines()]
-        # /proc/modules lists the newest first.
-        assert loaded.index("gcma_heap") < loaded.index("gcma_area"), loaded
+    dlkm = images.vendor_dlkm(m, modules.dist_dir(variant=variant),
+                              tmp_path / "vendor_dlkm.img")  # fsck.erofs inside
+    with _dlkm_target(variant, tmp_path, {"/vendor_dlkm": dlkm}) as shell:
+        top = "/vendor_dlkm/lib/modules"
+        assert shell.check(f"ls {top}").split() == IMAGE_FILES
+        assert shell.check(f"cat {top}/modules.load").split() == ["gcma_area.ko",
+                                                                    "gcma_heap.ko"]
+        # depmod saw both in one image: the dependency is written down.
+        assert "gcma_heap.ko: gcma_area.ko" in shell.check(f"cat {top}/modules.dep")
+        # The vendor_dlkm loader, by name only: modules.dep brings gcma_area.
+        out = shell.check("android-modload /vendor_dlkm gcma_heap")
+        assert out.splitlines()[-1] == "android-modload: loaded gcma_heap", out
+        assert _loaded(shell) == ["gcma_area", "gcma_heap"]
         heaps = shell.check("ls /dev/dma_heap").split()
         assert set(AREAS) <= set(heaps), heaps
         for area in AREAS:
             row = parse_kv(shell.check(f"heap_alloc -s 4M -n 2 {area}"))
             assert row["ok"] == "2", row
-    finally:
-        shell.close()
-        emulated.stop()
+
+
+def _no_area_lines(log: str) -> list[str]:
+    return [ln.split("] ", 1)[-1] for ln in log.splitlines()
+            if "gcma_area: " in ln or "gcma_heap: " in ln]
+
+
+@pytest.mark.parametrize("case", ["no-areas", "all-rejected"])
+def test_a_device_without_a_usable_area_boots(built: None, variant: str, tmp_path: Path,
+                                              case: str) -> None:
+    """First-stage init's strict loader (as on a Cuttlefish, where every
+    module is first-stage) over our image: no failure, one line each. With
+    all-rejected, a bad ``source`` in modules.options is tried first."""
+    m = manifest.load()
+    dist = modules.dist_dir(variant=variant)
+    mounts = {"/vendor_dlkm": images.vendor_dlkm(m, dist, tmp_path / "vendor_dlkm.img")}
+    overlays = [] if case == "no-areas" else [
+        paths.PROJECT / "tests" / "fixtures" / "dt" / f"{case}.dtso"]
+    dtb = dt.build(VIRT, overlays, name=f"virt-{case}")
+    if case == "all-rejected":
+        bad = manifest.Manifest(m.path, [replace(mod, params={"source": "nosuch"})
+                                         if mod.name == "gcma_area" else mod
+                                         for mod in m.modules], m.heaps)
+        mounts["/bad_source"] = images.vendor_dlkm(bad, dist, tmp_path / "bad_source.img")
+    with _dlkm_target(variant, tmp_path, mounts, dtb=dtb) as shell:
+        if case == "all-rejected":
+            res = shell.run("android-modload --strict /bad_source gcma_area")
+            assert res.ok and "FAILED" not in res.stdout, res.stdout + res.stderr
+            assert _loaded(shell) == ["gcma_area"]
+            # The bad source is the one line: no node was looked at.
+            assert _no_area_lines(shell.check("dmesg")) == [
+                "gcma_area: source=nosuch: rejected: use dt or reserve_mem; no area"]
+            shell.check("rmmod gcma_area && dmesg -c >/dev/null")
+        res = shell.run("android-modload --strict /vendor_dlkm")
+        assert res.ok, res.stdout + res.stderr
+        assert res.stdout.splitlines() == ["android-modload: loaded gcma_area",
+                                          "android-modload: loaded gcma_heap"], res.stdout
+        assert _loaded(shell) == ["gcma_area", "gcma_heap"]
+        rejected = [] if case == "no-areas" else [
+            "gcma_area: /gcma-area-nolabel: rejected: no label",
+            "gcma_area: /gcma-area-nomap: rejected: memory-region is no-map "
+            "(GCMA needs it mapped)"]
+        assert _no_area_lines(shell.check("dmesg")) == [
+            *rejected, "gcma_area: no usable area (source=dt): nothing lent, no heap",
+            "gcma_heap: no area: no heap"]
+        assert int(shell.check("cat /sys/kernel/mm/cleancache/donated")) == 0
+        heaps = shell.check("ls /dev/dma_heap").split()
+        assert not set(heaps) & {"camera", "video", "nomap"}, heaps

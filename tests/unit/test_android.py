@@ -53,7 +53,7 @@ modules:
     headers: []
     deps: []
     params: {}
-    stage: vendor_ramdisk
+    stage: vendor_dlkm
   b:
     description: d
     sources: [b.c]
@@ -72,7 +72,8 @@ heaps:
 
 
 @pytest.mark.parametrize("change, message", [
-    (("stage: vendor_dlkm", "stage: boot"), "module 'b': field 'stage': 'boot' is not one of"),
+    (("stage: vendor_dlkm\nheaps", "stage: boot\nheaps"),
+     "module 'b': field 'stage': 'boot' is not one of"),
     (("deps: [a]", "deps: [c]"), "module 'b': field 'deps': 'c' is not a module listed before"),
     (("[b.c]", "[nope.c]"), "module 'b': no file 'nope.c'"),
     (("[b.c]", "[h.h]"), "module 'b': field 'sources': C files only"),
@@ -81,12 +82,14 @@ heaps:
                                                                "'colour'"),
     (('mode: "0440"', "mode: 0440"), "heap 'cam': field 'mode' must be a quoted octal mode"),
     (('mode: "0440"', 'mode: "0666"'), "heap 'cam': field 'mode': world-writable"),
-    (("stage: vendor_ramdisk", "stage: vendor_dlkm\n"
+    (("stage: vendor_dlkm", "stage: vendor_dlkm\n"
       "  c:\n    description: d\n    sources: [a.c]\n    headers: []\n    deps: []\n"
       "    params: {}\n    stage: vendor_dlkm"), None),
     (("heaps:\n", "heapz:\n"), "top level: needs exactly 'modules' and 'heaps'"),
-    (("deps: []\n    params: {}\n    stage: vendor_ramdisk",
-      "deps: []\n    params: {}\n    stage: vendor_dlkm"), None),
+    (("deps: []\n    params: {}\n    stage: vendor_dlkm",
+      "deps: []\n    params: {}\n    stage: vendor_ramdisk"),
+     "module 'b': loads at vendor_dlkm, its dependency 'a' at vendor_ramdisk: depmod of one "
+     "image cannot see the other"),
 ])
 def test_manifest_mistakes_name_the_file_and_field(tmp_path: Path, change: tuple[str, str],
                                                    message: str | None) -> None:
@@ -102,15 +105,22 @@ def test_manifest_mistakes_name_the_file_and_field(tmp_path: Path, change: tuple
     assert str(err.value).startswith(f"{path}: {message}"), str(err.value)
 
 
-def test_a_module_cannot_load_before_its_dependency(tmp_path: Path) -> None:
+def test_a_module_and_its_dependency_share_a_stage(tmp_path: Path) -> None:
     for name in ("a.c", "b.c", "h.h"):
         (tmp_path / name).write_text("")
     path = tmp_path / "modules.yaml"
-    path.write_text(GOOD.replace("stage: vendor_ramdisk", "stage: vendor_dlkm", 1)
-                    .replace("stage: vendor_dlkm\nheaps", "stage: vendor_ramdisk\nheaps"))
-    with pytest.raises(UserError, match="module 'b': loads at vendor_ramdisk, before its "
-                                        "dependency 'a' \\(vendor_dlkm\\)"):
+    path.write_text(GOOD.replace("stage: vendor_dlkm\nheaps", "stage: vendor_ramdisk\nheaps"))
+    with pytest.raises(UserError, match="module 'b': loads at vendor_ramdisk, its dependency "
+                                        "'a' at vendor_dlkm: depmod of one image cannot see "
+                                        "the other; put both in one stage"):
         manifest.load(path)
+
+
+def test_both_modules_load_in_the_second_stage(m: manifest.Manifest) -> None:
+    """A first-stage module that fails to load stops an Android boot; ours
+    load where a failure is only logged, both in one image for depmod."""
+    assert [mod.name for mod in m.stage("vendor_dlkm")] == ["gcma_area", "gcma_heap"]
+    assert m.stage("vendor_ramdisk") == []
 
 
 def test_the_committed_android_files_are_the_generated_ones(m: manifest.Manifest) -> None:
@@ -250,7 +260,7 @@ def test_makefiles_list_modules_by_stage_and_every_program(m: manifest.Manifest)
     for stage, var in (("vendor_ramdisk", "BOARD_VENDOR_RAMDISK_KERNEL_MODULES"),
                        ("vendor_dlkm", "BOARD_VENDOR_KERNEL_MODULES")):
         want = [f"$(GCMA_KO_DIR)/{mod.ko}" for mod in m.stage(stage)]
-        assert board[var] == want and board[f"{var}_LOAD"] == want
+        assert board.get(var, []) == want and board.get(f"{var}_LOAD", []) == want
     assert board["BOARD_VENDOR_SEPOLICY_DIRS"] == ["$(GCMA_DIR)/android/sepolicy"]
     assert not [v for v in board if not v.startswith(("BOARD_", "GCMA_"))], board
     product = _make_vars((paths.PROJECT / "android" / "gcma_product.mk").read_text())
@@ -265,6 +275,31 @@ def test_makefiles_list_modules_by_stage_and_every_program(m: manifest.Manifest)
     rc = (paths.PROJECT / "android" / "init.gcma.rc").read_text()
     assert rc.rstrip().endswith("/vendor/bin/modprobe -a -d /vendor_dlkm/lib/modules "
                                 + " ".join(mod.name for mod in m.stage("vendor_dlkm")))
+
+
+@pytest.mark.parametrize("theirs, want", [
+    # A device that lists its load order gets ours after its own.
+    ("BOARD_VENDOR_KERNEL_MODULES_LOAD := x.ko\n", ["x.ko", "gcma_area.ko", "gcma_heap.ko"]),
+    # One that leaves it empty loads every module of the stage (AOSP's
+    # default): the list must stay empty, not become ours alone.
+    ("", []),
+])
+def test_board_makefile_adds_to_a_load_list_only_when_the_device_made_one(
+        tmp_path: Path, theirs: str, want: list[str]) -> None:
+    """GNU make reads the generated file as a BoardConfig.mk would."""
+    board = tmp_path / "BoardConfig.mk"
+    board.write_text(f"GCMA_KO_DIR := ko\n{theirs}"
+                     f"include {paths.PROJECT / 'android' / 'gcma_board.mk'}\n"
+                     "show:\n"
+                     "\t@echo 'ramdisk=$(BOARD_VENDOR_RAMDISK_KERNEL_MODULES_LOAD)'\n"
+                     "\t@echo 'dlkm=$(BOARD_VENDOR_KERNEL_MODULES_LOAD)'\n"
+                     "\t@echo 'all=$(BOARD_VENDOR_KERNEL_MODULES)'\n")
+    out = subprocess.run(["make", "-s", "-f", str(board), "show"], capture_output=True,
+                         text=True, check=True).stdout
+    got = dict(ln.split("=", 1) for ln in out.splitlines())
+    assert [Path(k).name for k in got["dlkm"].split()] == want
+    assert got["ramdisk"] == ""
+    assert got["all"].split() == ["ko/gcma_area.ko", "ko/gcma_heap.ko"]
 
 
 def test_module_parameters_go_to_an_options_file(m: manifest.Manifest) -> None:
@@ -386,6 +421,14 @@ def test_the_cuttlefish_ramdisk_keeps_its_modules_and_adds_ours(m: manifest.Mani
         bare = tmp_path / "bare.cpio"
         bare.write_bytes(cpio.archive([cpio.Entry("init", 0o100755, b"")]))
         images.merged_ramdisk(m, tmp_path / "dist", bare, tmp_path / "x.cpio")
+
+
+def test_no_first_stage_module_means_no_vendor_ramdisk_image(m: manifest.Manifest,
+                                                             tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="no module has stage vendor_ramdisk: "
+                                        "no vendor_ramdisk image"):
+        images.vendor_ramdisk(m, _fake_dist(tmp_path / "dist"), tmp_path / "r.cpio")
+    assert not (tmp_path / "r.cpio").exists()
 
 
 def test_flash_a_cuttlefish_runs_what_dry_run_prints(tmp_path: Path) -> None:

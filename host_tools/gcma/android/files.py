@@ -167,7 +167,9 @@ STAGE_VARS = {"vendor_ramdisk": "BOARD_VENDOR_RAMDISK_KERNEL_MODULES",
 
 def board_mk(m: Manifest) -> str:
     out = [f"# {HEADER.format(src='vendor_modules/modules.yaml')}",
-           "# Include from the device's BoardConfig.mk. GCMA_DIR: where this project sits",
+           "# Include from the device's BoardConfig.mk, after its own *_KERNEL_MODULES_LOAD",
+           "# assignments (a later := drops ours; a list left empty loads every module of",
+           "# its stage, ours among them). GCMA_DIR: where this project sits",
            "# in the tree; GCMA_KO_DIR: where your Kleaf build put the gcma_*.ko files.",
            "# vendor_dlkm modules land in /vendor_dlkm/lib/modules with",
            "# BOARD_USES_VENDOR_DLKMIMAGE := true (else in /vendor/lib/modules).",
@@ -181,8 +183,12 @@ def board_mk(m: Manifest) -> str:
         if not mods:
             continue
         out.append(f"# {stage}, in load order")
-        for name in (var, f"{var}_LOAD"):
-            out += [f"{name} += $(GCMA_KO_DIR)/{mod.ko}" for mod in mods]
+        out += [f"{var} += $(GCMA_KO_DIR)/{mod.ko}" for mod in mods]
+        # An empty load list means "every module of the stage": creating it
+        # would load ours alone there. Only a list the device made gets ours.
+        out += [f"ifneq ($(strip $({var}_LOAD)),)"]
+        out += [f"{var}_LOAD += $(GCMA_KO_DIR)/{mod.ko}" for mod in mods]
+        out += ["endif"]
         if m.options(stage):
             out.append(f"{var}_OPTIONS_FILE := $(GCMA_DIR)/android/{stage}.modules.options")
         out.append("")
@@ -212,8 +218,9 @@ def product_mk(m: Manifest, programs: list[str]) -> str:
 def init_rc(m: Manifest) -> str:
     dlkm = " ".join(mod.name for mod in m.stage("vendor_dlkm"))
     out = [f"# {HEADER.format(src='vendor_modules/modules.yaml')}",
-           "# First-stage init loaded the vendor_ramdisk modules; these need",
-           "# vendor_dlkm mounted, and load before the HALs that open the heaps start.",
+           "# The vendor_dlkm modules need vendor_dlkm mounted, and load before the HALs",
+           "# that open the heaps start (a device whose own loader lists them loads",
+           "# them already; modprobe then finds them loaded).",
            "on early-boot",
            f"    exec u:r:vendor_modprobe:s0 -- /vendor/bin/modprobe -a -d "
            f"/vendor_dlkm/lib/modules {dlkm}"]

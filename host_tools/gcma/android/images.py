@@ -5,9 +5,10 @@ Both have Android's flat layout, ``lib/modules/`` with the ``.ko`` files,
 ``modules.load`` (the manifest's load order), and ``modules.dep``,
 ``modules.alias`` and ``modules.softdep`` made by running the real
 ``depmod`` on the modules of that image, as the Android build does (its
-``.bin`` indexes too, which kmod's modprobe reads). A module whose
-dependency sits in the other image (gcma_heap in vendor_dlkm, gcma_area on
-the ramdisk) lists no dependency here: first-stage init loaded it already.
+``.bin`` indexes too, which kmod's modprobe reads). The manifest keeps a
+module and its dependencies in one stage, so depmod of one image sees them
+all. Our modules are all vendor_dlkm; a manifest without first-stage
+modules has no vendor_ramdisk image (a user error that says so).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def _stage(manifest: Manifest, stage: str, dist: Path, dest: Path) -> list[Modul
     """dest/lib/modules/ with the stage's modules and depmod's files."""
     mods = manifest.stage(stage)
     if not mods:
-        raise UserError(f"{manifest.path}: no module has stage {stage}")
+        raise UserError(f"{manifest.path}: no module has stage {stage}: no {stage} image")
     missing = [m.ko for m in mods if not (dist / m.ko).is_file()]
     if missing:
         raise UserError(f"{dist}: no {', '.join(missing)} (build the modules first: "

@@ -189,9 +189,12 @@ def load(path: Path | None = None) -> Manifest:
                                               path.parent))
     for m in manifest.modules:
         for dep in m.deps:
-            if STAGES.index(manifest.module(dep).stage) > STAGES.index(m.stage):
-                raise reader.fail(f"module '{m.name}'", f"loads at {m.stage}, before its "
-                                  f"dependency {dep!r} ({manifest.module(dep).stage})")
+            # depmod runs on one image at a time: a dependency in the other
+            # image is invisible to it, and modules.dep would not name it.
+            if manifest.module(dep).stage != m.stage:
+                raise reader.fail(f"module '{m.name}'", f"loads at {m.stage}, its dependency "
+                                  f"{dep!r} at {manifest.module(dep).stage}: depmod of one "
+                                  "image cannot see the other; put both in one stage")
     for name, spec in raw["heaps"].items():
         heap = reader.heap(name, spec)
         if any(h.selinux_type == heap.selinux_type for h in manifest.heaps):

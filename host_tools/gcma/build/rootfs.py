@@ -207,6 +207,8 @@ def build_initramfs(modules_dist: Path | None = None,
     shutil.copy(GUEST_FILES / "rcS", staging / "etc/init.d/rcS")
     (staging / "etc/init.d/rcS").chmod(0o755)
     shutil.copy(GUEST_FILES / "inittab", staging / "etc/inittab")
+    shutil.copy(GUEST_FILES / "android-modload", staging / "usr/sbin/android-modload")
+    (staging / "usr/sbin/android-modload").chmod(0o755)
     (staging / "etc/passwd").write_text("root::0:0:root:/root:/bin/sh\n")
     (staging / "etc/group").write_text("root:x:0:\n")
     (staging / "etc/shells").write_text("/bin/sh\n")

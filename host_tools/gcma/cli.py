@@ -622,6 +622,10 @@ def _size_arg(text: str) -> str:
     return text
 
 
+#: Options of `gcma bench` that its actions take too.
+BENCH_SHARED = ("name", "variant", "timeout", "size", "count")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gcma", description=__doc__)
     parser.add_argument("--version", action="version", version=f"gcma {__version__}")
@@ -791,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--no-churn", action="store_true",
                     help="skip the cleancache utility (churn) measurement")
     bp.set_defaults(func=cmd_bench_matrix)
+    _late_defaults(bp, *BENCH_SHARED)
     be = bp.add_subparsers(dest="action", required=False, parser_class=_Parser)
 
     def bench_parser(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -809,6 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allocs", type=_positive_int, default=20,
                    help="timed allocations, idle and streaming (default 20)")
     p.set_defaults(func=cmd_bench_cost)
+    _late_defaults(p, *BENCH_SHARED)
     p = bench_parser("stream", "a file larger than RAM read once: no pool, pools "
                      "with the default admission, pools admitting everything")
     p.add_argument("--size-mib", type=_positive_int, default=1200,
@@ -816,11 +822,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passes", type=_positive_int, default=3,
                    help="timed passes per setting (default 3)")
     p.set_defaults(func=cmd_bench_stream)
+    _late_defaults(p, *BENCH_SHARED)
     p = bench_parser("free-stall", "small allocations while big buffers of the same "
                      "area are allocated and freed, against an idle area")
     p.add_argument("--count", type=_positive_int, default=300,
                    help="timed allocations per pass (default 300)")
     p.set_defaults(func=cmd_bench_free_stall)
+    _late_defaults(p, *BENCH_SHARED)
     p = bench_parser("heaps", "plain CMA, CMA with guarantee and our heap side by side, "
                      "idle and under page-cache streaming")
     p.add_argument("--size", default="32M", type=_size_arg,
@@ -828,6 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=_positive_int, default=20,
                    help="allocations per heap and run (default 20)")
     p.set_defaults(func=cmd_bench_heaps)
+    _late_defaults(p, *BENCH_SHARED)
 
     st = sub.add_parser("stress", help="camera-like allocation scenarios on a heap"
                         ).add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -971,8 +980,33 @@ def _thread_excepthook(hook: threading.ExceptHookArgs) -> None:
         pass
 
 
-def main(argv: list[str] | None = None) -> int:
+#: Where a parser keeps the defaults that _late_defaults() took from it.
+_LATE = "_late_defaults"
+
+
+def _late_defaults(parser: argparse.ArgumentParser, *dests: str) -> None:
+    """Options that a command and its actions both take (``gcma bench
+    --size 8M heaps``): argparse would reset a value given before the
+    action to the action's default. Their defaults are applied after
+    parsing instead, by parse_args(), from the parser that ran last."""
+    late = {}
+    for action in parser._actions:
+        if action.dest in dests:
+            late[action.dest] = action.default
+            action.default = argparse.SUPPRESS
+    parser.set_defaults(**{_LATE: late})
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    for dest, default in vars(args).pop(_LATE, {}).items():
+        if not hasattr(args, dest):
+            setattr(args, dest, default)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     runner.set_quiet(args.quiet)
     signal.signal(signal.SIGTERM, _terminated)
     threading.excepthook = _thread_excepthook

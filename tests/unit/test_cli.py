@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from gcma import cli
+
 
 def gcma(*args: str, out: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, GCMA_OUT=str(out))
@@ -149,3 +151,23 @@ def test_commands_that_need_no_target_work_without_fabric(tmp_path: Path) -> Non
                          env=dict(os.environ, GCMA_OUT=str(tmp_path)), timeout=60)
     assert res.returncode == 0, res.stderr
     assert "no fabric needed" in res.stdout
+
+
+@pytest.mark.parametrize("argv, want", [
+    # Before the action, after it, or not at all: the action's own default.
+    (["bench", "--size", "8M", "heaps"], {"size": "8M", "count": 20, "action": "heaps"}),
+    (["bench", "heaps", "--size", "8M"], {"size": "8M", "count": 20}),
+    (["bench", "heaps"], {"size": "32M", "count": 20}),
+    (["bench", "--count", "5", "free-stall"], {"count": 5}),
+    (["bench", "free-stall"], {"count": 300}),
+    (["bench", "--variant", "debug", "--target", "t1", "--timeout", "60", "cost"],
+     {"variant": "debug", "name": "t1", "timeout": 60, "rounds": 5}),
+    (["bench", "cost", "--variant", "debug"], {"variant": "debug", "name": "bench"}),
+    # The matrix (no action) keeps its own defaults.
+    (["bench"], {"size": "16M", "count": 20, "variant": "default", "timeout": 300}),
+    (["bench", "--size", "4M"], {"size": "4M", "action": None}),
+])
+def test_bench_options_hold_before_or_after_the_action(argv: list[str],
+                                                       want: dict[str, object]) -> None:
+    args = cli.parse_args(argv)
+    assert {k: getattr(args, k) for k in want} == want

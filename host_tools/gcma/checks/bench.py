@@ -30,8 +30,9 @@ page cache, which fills free memory, plain CMA's pool included, with
 movable page-cache pages. Per heap: successes and the p50/p99/max latency
 of both runs, and the ratio of the p99s.
 
-Times come from the target's own clock (/proc/uptime, 10 ms), so ssh adds
-nothing. Absolute numbers are TCG emulation; the ratios are the result.
+Times come from the target's own clock (/proc/uptime, 10 ms), read on the
+target around the timed command in one shell, so ssh adds nothing.
+Absolute numbers are TCG emulation; the ratios are the result.
 """
 
 from __future__ import annotations
@@ -68,16 +69,31 @@ def uptime(t: Transport) -> float:
     return float(t.check("cut -d' ' -f1 /proc/uptime").strip())
 
 
+#: The line timed() adds after the command's output: start and end uptime.
+ELAPSED = "gcma-elapsed"
+
+
+def timed(t: Transport, command: str, timeout: float = 1800) -> float:
+    """Seconds ``command`` took by the target's clock, read before and after
+    it in the same shell on the target: no round trip to the host inside."""
+    out = t.check(f"s=$(cut -d' ' -f1 /proc/uptime); {{ {command}; }} || exit $?; "
+                  f"e=$(cut -d' ' -f1 /proc/uptime); echo {ELAPSED} $s $e",
+                  timeout=timeout)
+    last = out.strip().splitlines()[-1].split() if out.strip() else []
+    if len(last) != 3 or last[0] != ELAPSED:
+        raise CheckFailed(f"timing {command!r}: no '{ELAPSED}' line in its output")
+    return round(float(last[2]) - float(last[1]), 2)
+
+
 def timed_passes(t: Transport, command: str, passes: int, warm_up: bool) -> ReadPass:
     """``passes`` timed runs of ``command`` (after an untimed one if
     ``warm_up``), with the counters' differences across them."""
     result = ReadPass()
     before = integrity.counters(t, COUNTERS)
     for i in range(passes + warm_up):
-        start = uptime(t)
-        t.check(command, timeout=1800)
+        elapsed = timed(t, command)
         if i or not warm_up:
-            result.rounds_s.append(round(uptime(t) - start, 2))
+            result.rounds_s.append(elapsed)
     after = integrity.counters(t, COUNTERS)
     result.counters = {k: after[k] - before[k] for k in after if k != "donated"}
     result.counters["donated"] = after["donated"]

@@ -12,6 +12,7 @@ PRODUCT_PACKAGES_DEBUG += \
     gcma_cc_hwpoison \
     gcma_cc_mutate \
     gcma_cc_race \
+    gcma_cma_occupancy \
     gcma_heap_abuse \
     gcma_heap_alloc \
     gcma_heap_fuzz \

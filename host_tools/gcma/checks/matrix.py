@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gcma.checks import bench, integrity, pressure, stress
+from gcma.checks import bench, cma_view, integrity, pressure, stress
 from gcma.checks.scenario import Scenario
 from gcma.errors import CheckFailed, TargetError
 from gcma.targets.transport import Transport
@@ -112,13 +112,19 @@ def _cell(shell: Transport, sc: Scenario, col: Column) -> dict[str, Any]:
         # allocation would be every column's p99. Its failure is not ours
         # to judge here: the timed ones say it.
         shell.run(f"heap_alloc -s {sc.sizes[0]} -n 1 {shlex.quote(col.heap)}", timeout=600)
+        # What occupies CMA as the timed allocations start, and what CMA
+        # did during them.
+        occupancy = cma_view.occupancy(shell)
+        before = cma_view.counters(shell)
         rep = stress.run_driver(shell, sc, col.heap)
+        counters = cma_view.delta(before, cma_view.counters(shell))
     finally:
         if col.carveout_area:
             set_donate(shell, col.carveout_area, True)
     ok = [r for r in rep["allocations"] if r["ok"]]
     return {"summary": rep["summary"], "lat_us": [r["lat_ns"] // 1000 for r in ok],
-            "on_target_command": rep["on_target_command"]}
+            "on_target_command": rep["on_target_command"],
+            "cma_occupancy": occupancy, "cma_counters": counters}
 
 
 def run_matrix(shell: Transport, size: str = "16M", count: int = 20, settle_s: float = 10.0,
@@ -165,22 +171,50 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
+#: Fewest allocations per cell for which a p99 is claimed; below it the
+#: tail statistic is the slowest allocation ("max").
+P99_MIN_COUNT = 100
+
+
+def tail_key(count: int) -> str:
+    """The tail statistic a cell of ``count`` allocations supports."""
+    return "p99" if count >= P99_MIN_COUNT else "max"
+
+
+#: The ratios of each condition: key -> (numerator column, denominator
+#: column, statistic: "p50" or "tail").
+RATIOS = {
+    "gcma_over_carveout_p50": ("gcma", "carve-out", "p50"),
+    "gcma_over_carveout_tail": ("gcma", "carve-out", "tail"),
+    "gcma_over_cma_p50": ("gcma", "cma", "p50"),
+    "cma_over_gcma_tail": ("cma", "gcma", "tail"),
+    "guarantee_over_gcma_p50": ("cma-guarantee", "gcma", "p50"),
+}
+
+
 def ratios(matrix: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per condition: GCMA against its floor (the carve-out) and against the
-    stock CMA heap where that succeeded at all; the success rates."""
+    """Per condition, each ratio of RATIOS, or None where a column is
+    missing; where a side did not succeed every time, the ratio is None and
+    ``<key>_na`` says which side and how often it succeeded. Also each
+    column's success rate."""
+    tail = tail_key(matrix["count"])
     out: dict[str, dict[str, Any]] = {}
     for cond, row in matrix["cells"].items():
-        def stat(col: str, key: str, row: dict[str, Any] = row) -> float | None:
-            return row[col]["summary"].get(key) if col in row else None
-
-        r: dict[str, Any] = {
-            "gcma_over_carveout_p50": _ratio(stat("gcma", "p50_us"), stat("carve-out", "p50_us")),
-            "gcma_over_carveout_p99": _ratio(stat("gcma", "p99_us"), stat("carve-out", "p99_us")),
-            "gcma_over_cma_p50": _ratio(stat("gcma", "p50_us"), stat("cma", "p50_us")),
-            "cma_over_gcma_p99": _ratio(stat("cma", "p99_us"), stat("gcma", "p99_us")),
-        }
+        r: dict[str, Any] = {"tail": tail}
+        for key, (num, den, which) in RATIOS.items():
+            stat = f"{tail if which == 'tail' else which}_us"
+            if num not in row or den not in row:
+                r[key] = None
+                continue
+            short = [f"{c} {row[c]['summary']['ok']}/{row[c]['summary']['count']}"
+                     for c in (num, den) if row[c]["summary"]["success_pct"] != 100.0]
+            if short:
+                r[key] = None
+                r[f"{key}_na"] = ", ".join(short)
+            else:
+                r[key] = _ratio(row[num]["summary"].get(stat), row[den]["summary"].get(stat))
         for col in row:
-            r[f"{col}_success_pct"] = stat(col, "success_pct")
+            r[f"{col}_success_pct"] = row[col]["summary"].get("success_pct")
         out[cond] = r
     return out
 

@@ -138,7 +138,13 @@ def build(machine: Machine, overlays: list[Path] | None = None,
         compile_overlay(overlay, dtbo, log, strict=strict)
         dtbos.append(dtbo)
     dtb = out / f"{name}.dtb"
-    runner.run(["fdtoverlay", "-i", base, "-o", dtb, *dtbos], log=log)
+    if dtbos:
+        runner.run(["fdtoverlay", "-i", base, "-o", dtb, *dtbos], log=log)
+    else:
+        # QEMU's own tree alone (fdtoverlay wants at least one overlay),
+        # packed as fdtoverlay packs its output: the dump is padded to 1 MiB,
+        # which the guest does not boot with.
+        runner.run(["dtc", "-q", "-I", "dtb", "-O", "dtb", "-o", dtb, base], log=log)
     problems = check_inside_ram(reserved_regions(dtb), machine) if check_ram else []
     if problems:
         raise UserError("reserved memory outside the target's RAM:\n  " + "\n  ".join(problems))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -15,6 +16,7 @@ from gcma.build import dt, kernel, pipeline
 from gcma.checks import integrity, klog
 from gcma.errors import TargetError
 from gcma.targets.emulated import Artefacts, EmulatedTarget
+from gcma.targets.machine import Machine
 from gcma.targets.ssh import SshTransport
 from gcma.targets.transport import Transport
 
@@ -57,6 +59,23 @@ def wait_for(check: Callable[[], bool], seconds: float) -> bool:
             return True
         time.sleep(0.1)
     return check()
+
+
+@contextmanager
+def clean_boot(name: str, art: Artefacts, extra_cmdline: str = "",
+               machine: Machine | None = None) -> Iterator[SshTransport]:
+    """A target of its own for one test, stopped at the end; its kernel log
+    (dmesg and the console) must stay clean for the whole test."""
+    emulated = EmulatedTarget(name)
+    shell = emulated.start(art, machine=machine, timeout=300, extra_cmdline=extra_cmdline)
+    try:
+        yield shell
+        problems = klog.scan(shell.check("dmesg")) + klog.scan(
+            emulated.console.read_text(errors="replace"))
+        assert problems == [], problems
+    finally:
+        shell.close()
+        emulated.stop()
 
 
 def _booted(name: str, variant: str, art: Artefacts, extra_cmdline: str = "",

@@ -21,12 +21,12 @@ import pytest
 from gcma import paths
 from gcma.android import images, manifest
 from gcma.build import dt, modules
-from gcma.checks import klog
 from gcma.report import parse_kv
-from gcma.targets.emulated import Artefacts, EmulatedTarget
+from gcma.targets.emulated import Artefacts
 from gcma.targets.machine import VIRT
 from gcma.targets.transport import Transport
 
+from .conftest import clean_boot
 from .test_heaps import AREAS
 
 #: What depmod leaves beside the modules in the image.
@@ -47,20 +47,13 @@ def _dlkm_target(variant: str, tmp_path: Path, images_: dict[str, Path],
         art.dtb = dtb
     first = len(art.disks)
     art.disks = (*art.disks, *images_.values())
-    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-{tmp_path.name[-20:]}")
-    shell = emulated.start(art, timeout=300, extra_cmdline="gcma.skip=gcma_area,gcma_heap")
-    try:
+    with clean_boot(f"pytest-{os.getpid()}-{variant}-{tmp_path.name[-20:]}", art,
+                    extra_cmdline="gcma.skip=gcma_area,gcma_heap") as shell:
         assert "gcma_" not in shell.check("cat /proc/modules")
         for i, mount in enumerate(images_):
             disk = f"/dev/vd{chr(ord('a') + first + i)}"
             shell.check(f"mkdir -p {mount} && mount -t erofs -o ro {disk} {mount}")
         yield shell
-        problems = klog.scan(shell.check("dmesg")) + klog.scan(
-            emulated.console.read_text(errors="replace"))
-        assert problems == [], problems
-    finally:
-        shell.close()
-        emulated.stop()
 
 
 def _loaded(shell: Transport) -> list[str]:

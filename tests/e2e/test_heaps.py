@@ -15,11 +15,11 @@ from gcma import paths
 from gcma.build import dt
 from gcma.checks import klog
 from gcma.report import parse_kv
-from gcma.targets.emulated import Artefacts, EmulatedTarget
+from gcma.targets.emulated import Artefacts
 from gcma.targets.machine import VIRT, Machine
 from gcma.targets.transport import Transport
 
-from .conftest import Target, heap_stats, pool_stat
+from .conftest import Target, clean_boot, heap_stats, pool_stat
 
 MIB = 1 << 20
 AREAS = {"camera": 128 * MIB, "video": 64 * MIB}
@@ -216,16 +216,8 @@ def _boot_with_fixture(variant: str, fixture: str, machine: Machine = VIRT,
                    name=f"virt-gcma-{fixture}", check_ram=False, strict=strict)
     art = Artefacts.default(variant)
     art.dtb = dtb
-    emulated = EmulatedTarget(f"pytest-{os.getpid()}-{variant}-{fixture}")
-    shell = emulated.start(art, machine=machine, timeout=300)
-    try:
+    with clean_boot(f"pytest-{os.getpid()}-{variant}-{fixture}", art, machine=machine) as shell:
         yield shell
-        problems = klog.scan(shell.check("dmesg")) + klog.scan(
-            emulated.console.read_text(errors="replace"))
-        assert problems == [], problems
-    finally:
-        shell.close()
-        emulated.stop()
 
 
 def assert_rejected_once_each(log: str, expected: dict[str, str], marker: str) -> None:

@@ -42,7 +42,9 @@ def _cell(ok: int, count: int, lat_us: list[int], free: int = 100) -> dict[str, 
 def _matrix(cma_ok: int = 2) -> dict[str, Any]:
     cols = ("gcma", "carve-out", "cma", "system")
     return {
-        "size": "16M", "count": 2, "settle_s": 1.0,
+        "size": "16M", "count": 2, "settle_s": 1.0, "block": 5, "seed": 1,
+        "order": {"idle": [["cma", "gcma", "carve-out", "system"]],
+                  "writeback": [["gcma", "system", "cma", "carve-out"]]},
         "columns": [{"name": c, "heap": c, "label": c} for c in cols],
         "absent": {"cma-guarantee": "no heap cma-guarantee on the target"},
         "conditions": [{"name": "idle", "pressures": []},
@@ -170,9 +172,68 @@ def test_report_files(tmp_path: Path) -> None:
     assert "p50/max latency in ms" in text and text.count("p99") == 1  # "never called a p99"
     assert "| writeback | cma | 20 % | 40 % | 40 % | 0 % | 3 | 2 | 0 | 40 | 16 | 7 |" in text
     assert "not measured: no heap cma-guarantee" in text
+    assert "- `idle`: cma, gcma, carve-out, system" in text
     assert "hit rate (restored / lookups): 80 % (8 / 10)" in text
     table = bench_report.ratio_table(report)
     assert table.splitlines()[0].startswith("2 allocations of 16M per heap and condition "
                                             "(fewer than 100: the tail shown is the slowest")
     assert table.splitlines()[1].split() == ["ratio", "idle", "writeback", "goal", "verdict"]
     assert "x2.0" in table
+
+
+class _FakeTarget:
+    """Answers what run_matrix asks of a target: heaps, the drivers' JSON
+    lines (each heap_stress run's -n allocations), cma_occupancy, counters."""
+
+    def __init__(self) -> None:
+        self.driver_heaps: list[str] = []
+        self.pending = 0
+        self.reads = 0  # of the counters: pgmigrate_fail goes up by one each time
+
+    def __call__(self, command: str) -> Any:
+        from .fakes import ok
+        if command == "ls /dev/dma_heap":
+            return ok("camera\nlinux,cma\nsystem\n")
+        if command.startswith("heap_stress"):
+            argv = command.split()
+            self.driver_heaps.append(argv[argv.index("-H") + 1])
+            self.pending = int(argv[argv.index("-n") + 1])
+            return ok()
+        if command.startswith("cat /tmp/stress-"):
+            line = json.dumps({"ok": True, "lat_ns": 2_000_000, "zeroed": True,
+                               "verified": True, "errno": 0})
+            return ok("\n".join([line] * self.pending) + "\n")
+        if command == "cma_occupancy":
+            return ok("area=linux,cma pages=100 free=90 anon=5 file=5 dirty=0 writeback=0 "
+                      "locked=0 unevictable=0 mapped=5 kernel=0\n")
+        if "/sys/kernel/mm/cma" in command:
+            self.reads += 1
+            return ok(f"linux,cma/alloc_pages_fail 0\npgmigrate_fail {self.reads}\n")
+        return ok()
+
+
+def test_columns_take_turns_a_block_at_a_time_in_a_recorded_order() -> None:
+    from .fakes import FakeTransport
+    fake = _FakeTarget()
+    cols = tuple(c for c in matrix.COLUMNS if c.name in ("gcma", "carve-out", "cma"))
+    m = matrix.run_matrix(FakeTransport(default=fake), size="1M", count=12, settle_s=0,
+                          conditions=(matrix.Condition("idle", ()),), columns=cols)
+    assert matrix.blocks(12) == [5, 5, 2]
+    order = m["order"]["idle"]
+    assert len(order) == 3 and all(sorted(o) == ["carve-out", "cma", "gcma"] for o in order)
+    # The drivers ran in that order, block by block (carve-out is camera).
+    heap = {"gcma": "camera", "carve-out": "camera", "cma": "linux,cma"}
+    assert fake.driver_heaps == [heap[c] for o in order for c in o]
+    # Not one column's allocations all first: the order is shuffled.
+    assert len({tuple(o) for o in order}) > 1
+    for col in ("gcma", "carve-out", "cma"):
+        cell = m["cells"]["idle"][col]
+        assert cell["summary"]["count"] == 12 and cell["blocks"] == 3
+        # One read before and one after each block: one migration failure each.
+        assert cell["cma_counters"] == {"linux,cma/alloc_pages_fail": 0, "pgmigrate_fail": 3}
+        assert cell["cma_occupancy"]["linux,cma"]["free"] == 90
+    # The same seed, the same order: a run can be repeated.
+    again = matrix.run_matrix(FakeTransport(default=_FakeTarget()), size="1M", count=12,
+                              settle_s=0, conditions=(matrix.Condition("idle", ()),),
+                              columns=cols)
+    assert again["order"] == m["order"]

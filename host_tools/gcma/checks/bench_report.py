@@ -221,6 +221,12 @@ def markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         gens = m["generators"].get(c["name"], {})
         what = "; ".join(f"`{g['command']}`" for g in gens.values()) or "nothing running"
         lines.append(f"- `{c['name']}`: {what}")
+    if m.get("order"):
+        lines += ["", f"Within a condition the heaps take turns, {m['block']} allocations "
+                  f"at a time, in an order shuffled for each block (seed {m['seed']}), so "
+                  "that drift favours none. The order, block by block:", ""]
+        lines += [f"- `{cond}`: " + " | ".join(", ".join(o) for o in order)
+                  for cond, order in m["order"].items()]
     lines += ["", "## Latency", "", _md_table(cell_rows(report), ["condition", *cols]), "",
               "## Ratios and goals", "", _md_table(ratio_rows(report),
                                                    ["ratio", *report["ratios"], "goal",

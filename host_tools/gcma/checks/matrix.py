@@ -22,6 +22,7 @@ TCG emulation; the ratios, measured in one boot, are the result.
 
 from __future__ import annotations
 
+import random
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,28 +104,58 @@ def _usable(shell: Transport, columns: tuple[Column, ...]) -> tuple[list[Column]
     return usable, absent
 
 
-def _cell(shell: Transport, sc: Scenario, col: Column) -> dict[str, Any]:
+#: Allocations per block. A condition's columns take turns a block at a
+#: time, in an order shuffled for each block (seeded by the condition's
+#: name), so that drift during a condition (memory filling, the emulator
+#: warming up) favours no column.
+BLOCK = 5
+SEED = 1
+
+
+def blocks(count: int, block: int = BLOCK) -> list[int]:
+    """``count`` allocations as block sizes: full blocks, then the rest."""
+    return [block] * (count // block) + ([count % block] if count % block else [])
+
+
+def _block(shell: Transport, sc: Scenario, col: Column, warm_up: bool) -> dict[str, Any]:
+    """One block of a column's allocations: its driver report, with what
+    occupied CMA as it started and what CMA's counters did during it."""
     if col.carveout_area:
         set_donate(shell, col.carveout_area, False)
     try:
-        # One untimed allocation first: the first run of a code path is
-        # slow on the emulated target (TCG translates it), and a cold first
-        # allocation would be every column's p99. Its failure is not ours
-        # to judge here: the timed ones say it.
-        shell.run(f"heap_alloc -s {sc.sizes[0]} -n 1 {shlex.quote(col.heap)}", timeout=600)
-        # What occupies CMA as the timed allocations start, and what CMA
-        # did during them.
+        if warm_up:
+            # One untimed allocation first: the first run of a code path is
+            # slow on the emulated target (TCG translates it), and a cold
+            # first allocation would be every column's p99. Its failure is
+            # not ours to judge here: the timed ones say it.
+            shell.run(f"heap_alloc -s {sc.sizes[0]} -n 1 {shlex.quote(col.heap)}",
+                      timeout=600)
         occupancy = cma_view.occupancy(shell)
         before = cma_view.counters(shell)
         rep = stress.run_driver(shell, sc, col.heap)
-        counters = cma_view.delta(before, cma_view.counters(shell))
+        rep["cma_counters"] = cma_view.delta(before, cma_view.counters(shell))
+        rep["cma_occupancy"] = occupancy
     finally:
         if col.carveout_area:
             set_donate(shell, col.carveout_area, True)
-    ok = [r for r in rep["allocations"] if r["ok"]]
-    return {"summary": rep["summary"], "lat_us": [r["lat_ns"] // 1000 for r in ok],
-            "on_target_command": rep["on_target_command"],
-            "cma_occupancy": occupancy, "cma_counters": counters}
+    return rep
+
+
+def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """A column's blocks under one condition as one cell: all allocations
+    summed up; the occupancy at its first block's start (and at each)."""
+    rows = [r for rep in reports for r in rep["allocations"]]
+    counters: dict[str, int] = {}
+    for rep in reports:
+        for k, v in rep["cma_counters"].items():
+            counters[k] = counters.get(k, 0) + v
+    return {"summary": stress.summarize(rows),
+            "lat_us": [r["lat_ns"] // 1000 for r in rows if r["ok"]],
+            "on_target_command": reports[0]["on_target_command"],
+            "blocks": len(reports),
+            "cma_occupancy": reports[0]["cma_occupancy"],
+            "cma_occupancy_blocks": [rep["cma_occupancy"] for rep in reports],
+            "cma_counters": counters}
 
 
 def run_matrix(shell: Transport, size: str = "16M", count: int = 20, settle_s: float = 10.0,
@@ -132,11 +163,12 @@ def run_matrix(shell: Transport, size: str = "16M", count: int = 20, settle_s: f
                columns: tuple[Column, ...] = COLUMNS,
                progress: Progress = _quiet) -> dict[str, Any]:
     """Every column under every condition; each condition's generators run
-    once, for all its columns, in the order of ``columns``."""
+    once, for all its columns, which take turns a block of allocations at a
+    time (the order of each block is in the result's ``order``)."""
     usable, absent = _usable(shell, columns)
-    sc = cell_scenario(size, count)
     cells: dict[str, dict[str, Any]] = {}
     generators: dict[str, Any] = {}
+    orders: dict[str, list[list[str]]] = {}
     for cond in conditions:
         loads = [pressure.PRESSURES[n] for n in cond.pressures]
         progress(f"bench: {cond.name}: starting {', '.join(cond.pressures) or 'no pressure'}")
@@ -145,11 +177,22 @@ def run_matrix(shell: Transport, size: str = "16M", count: int = 20, settle_s: f
         try:
             if loads and settle_s:
                 shell.check(f"sleep {settle_s:g}")
+            rng = random.Random(f"{SEED}:{cond.name}")
+            parts: dict[str, list[dict[str, Any]]] = {c.name: [] for c in usable}
+            orders[cond.name] = []
+            for n in blocks(count):
+                order = list(usable)
+                rng.shuffle(order)
+                orders[cond.name].append([c.name for c in order])
+                for col in order:
+                    parts[col.name].append(_block(shell, cell_scenario(size, n), col,
+                                                  warm_up=not parts[col.name]))
             for col in usable:
-                row[col.name] = _cell(shell, sc, col)
+                row[col.name] = _merge(parts[col.name])
                 s = row[col.name]["summary"]
                 progress(f"bench: {cond.name}: {col.name}: {s['ok']}/{s['count']} ok, "
-                         f"p50 {s.get('p50_us', '-')} us, p99 {s.get('p99_us', '-')} us")
+                         f"p50 {s.get('p50_us', '-')} us, {tail_key(count)} "
+                         f"{s.get(tail_key(count) + '_us', '-')} us")
         finally:
             stopped = pressure.stop(shell, loads)
         cells[cond.name] = row
@@ -159,6 +202,9 @@ def run_matrix(shell: Transport, size: str = "16M", count: int = 20, settle_s: f
         "size": size,
         "count": count,
         "settle_s": settle_s,
+        "block": BLOCK,
+        "seed": SEED,
+        "order": orders,
         "columns": [{"name": c.name, "heap": c.heap, "label": c.label} for c in usable],
         "absent": absent,
         "conditions": [{"name": c.name, "pressures": list(c.pressures)} for c in conditions],

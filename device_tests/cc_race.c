@@ -13,6 +13,11 @@
  *   cc_race dio DIR N       O_DIRECT writes of a rising stamp while readers
  *                           read buffered and evict: no read started after a
  *                           write returned may see an older stamp
+ *   cc_race punch DIR N     holes punched and ranges zeroed inside one block
+ *                           of pages whose copies sit in cleancache (use a
+ *                           filesystem whose blocks are pages), written
+ *                           back, then read while another thread evicts and
+ *                           a third reads: the zeros must stay
  *   cc_race evict FILE...   only evict the files' pages (a helper for tests)
  *
  * Eviction is fsync + POSIX_FADV_DONTNEED, which stores clean pages in
@@ -35,6 +40,8 @@
 #define SUBPAGE_PAGES	4
 #define TRUNC_SIZE	(8 * PAGE)
 #define DIO_READERS	2
+#define PUNCH_PAGES	SUBPAGE_PAGES
+#define PUNCH_LEN	1024
 
 static atomic_ulong mismatches, failures;
 static atomic_int stop;
@@ -197,6 +204,71 @@ static void test_trunc(const char *dir, unsigned long n)
 	unlink(path);
 }
 
+static void *read_loop(void *arg)
+{
+	static unsigned char buf[PUNCH_PAGES * PAGE];
+	struct evictor *e = arg;
+
+	/* Holds the file's folios now and then, as any reader does. */
+	while (!atomic_load(&stop))
+		if (pread(e->fd, buf, sizeof(buf), 0) < 0)
+			fail("read");
+	return NULL;
+}
+
+/*
+ * A hole punched, or a range zeroed, inside one block: ext4 zeroes part of
+ * the block through a folio it creates without reading the page, and
+ * dirties it. Once written back, reclaim may free the folio's buffers and
+ * fail to remove it (a reader holds it): the folio is then clean, not
+ * uptodate and has no buffers. A read must fill it from the disk, never
+ * from a cleancache copy of the page from before the punch.
+ */
+static void test_punch(const char *dir, unsigned long n)
+{
+	static unsigned char model[PUNCH_PAGES * PAGE];
+	const size_t len = sizeof(model);
+	pthread_t evictor, reader;
+	struct evictor e;
+	unsigned long i;
+	char path[512];
+
+	snprintf(path, sizeof(path), "%s/cc_race_punch", dir);
+	e.path = path;
+	e.fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (e.fd < 0)
+		return fail("open");
+	if (pthread_create(&evictor, NULL, evict_loop, &e) ||
+	    pthread_create(&reader, NULL, read_loop, &e))
+		return fail("pthread_create");
+	for (i = 0; i < n && !atomic_load(&failures); i++) {
+		off_t off = (i % PUNCH_PAGES) * PAGE + 512 * (1 + i % 5);
+		int mode = FALLOC_FL_KEEP_SIZE | (i & 1 ? FALLOC_FL_PUNCH_HOLE :
+						  FALLOC_FL_ZERO_RANGE);
+
+		fill(model, len, i);
+		model[off] |= 1;	/* the punched bytes are never zeros */
+		if (full_pwrite(e.fd, model, len, 0) || fsync(e.fd))
+			fail("write");
+		/* Clean pages, read and evicted: their copies are stored. */
+		check(e.fd, model, len, "before-punch", i);
+		evict_fd(e.fd);
+		if (fallocate(e.fd, mode, off, PUNCH_LEN))
+			fail("fallocate");
+		memset(model + off, 0, PUNCH_LEN);
+		if (fsync(e.fd))
+			fail("fsync");
+		check(e.fd, model, len, "after-punch", i);
+		evict_fd(e.fd);
+		check(e.fd, model, len, "after-evict", i);
+	}
+	atomic_store(&stop, 1);
+	pthread_join(evictor, NULL);
+	pthread_join(reader, NULL);
+	close(e.fd);
+	unlink(path);
+}
+
 struct dio_state {
 	const char *path;
 	atomic_ulong committed;	/* highest stamp whose write has returned */
@@ -296,7 +368,7 @@ int main(int argc, char **argv)
 		return atomic_load(&failures) != 0;
 	}
 	if (argc != 4) {
-		fprintf(stderr, "usage: %s subpage|trunc|dio DIR ITERATIONS\n"
+		fprintf(stderr, "usage: %s subpage|trunc|dio|punch DIR ITERATIONS\n"
 			"       %s evict FILE...\n", argv[0], argv[0]);
 		return 2;
 	}
@@ -307,6 +379,8 @@ int main(int argc, char **argv)
 		test_trunc(argv[2], n);
 	} else if (!strcmp(argv[1], "dio")) {
 		test_dio(argv[2], n);
+	} else if (!strcmp(argv[1], "punch")) {
+		test_punch(argv[2], n);
 	} else {
 		fprintf(stderr, "%s: unknown test %s\n", argv[0], argv[1]);
 		return 2;

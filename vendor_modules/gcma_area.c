@@ -4,10 +4,12 @@
  *
  * Areas come from the device tree, one per "gcma,area" node, whose
  * memory-region names a reserved-memory region and whose label names the
- * area (and its heap); or, on targets without a device tree, from named
- * reserve_mem= regions (source=reserve_mem names=a,b). Each is checked,
- * registered with GCMA and given a range allocator. A bad area is rejected
- * with one kernel-log line naming it and the reason; the good ones go on.
+ * area (and its heap), made as the node's device is probed; or, on targets
+ * without a device tree, from named reserve_mem= regions at load
+ * (source=reserve_mem names=a,b). Each is checked, registered with GCMA and
+ * given a range allocator. A bad area is rejected with one kernel-log line
+ * naming it and the reason; the good ones go on. With none, the module
+ * still loads: a device must boot whatever its device tree says.
  *
  * Users (the heap module, other vendor drivers) find an area by name and
  * allocate contiguous ranges of it; they hold this module while they do.
@@ -96,14 +98,19 @@ static bool donate = true;
 module_param(donate, bool, 0444);
 MODULE_PARM_DESC(donate, "lend idle pages to cleancache (default); N makes every area a plain carve-out, the baseline to measure GCMA against");
 
-/* Written at load, read-only afterwards: no lock needed to walk it. */
+/*
+ * Areas are added at load (reserve_mem=) or as their device-tree nodes are
+ * probed, which may be later (deferred probe); they go at unload.
+ */
 static LIST_HEAD(gcma_areas);
+static DEFINE_MUTEX(gcma_areas_lock);	/* the list, and adding to it */
 static bool gcma_area_driver_registered;
 
 static struct gcma_area *gcma_area_lookup(const char *name)
 {
 	struct gcma_area *area;
 
+	lockdep_assert_held(&gcma_areas_lock);
 	list_for_each_entry(area, &gcma_areas, node)
 		if (!strcmp(area->name, name))
 			return area;
@@ -118,13 +125,19 @@ static struct gcma_area *gcma_area_lookup(const char *name)
  */
 struct gcma_area *gcma_area_find(const char *name)
 {
-	return gcma_area_lookup(name);
+	struct gcma_area *area;
+
+	mutex_lock(&gcma_areas_lock);
+	area = gcma_area_lookup(name);
+	mutex_unlock(&gcma_areas_lock);
+	return area;
 }
 EXPORT_SYMBOL_GPL(gcma_area_find);
 
 /**
  * gcma_area_for_each() - call @fn for every area, in registration order
- * @fn: callback; a non-zero return stops the walk
+ * @fn: callback; a non-zero return stops the walk. No area is added while
+ *	it runs: it must not call gcma_area_find().
  * @data: passed to @fn
  *
  * Return: the first non-zero value @fn returned, or 0.
@@ -132,14 +145,16 @@ EXPORT_SYMBOL_GPL(gcma_area_find);
 int gcma_area_for_each(int (*fn)(struct gcma_area *area, void *data), void *data)
 {
 	struct gcma_area *area;
-	int ret;
+	int ret = 0;
 
+	mutex_lock(&gcma_areas_lock);
 	list_for_each_entry(area, &gcma_areas, node) {
 		ret = fn(area, data);
 		if (ret)
-			return ret;
+			break;
 	}
-	return 0;
+	mutex_unlock(&gcma_areas_lock);
+	return ret;
 }
 EXPORT_SYMBOL_GPL(gcma_area_for_each);
 
@@ -700,16 +715,12 @@ static const char *gcma_area_check_name(const char *name)
 	for (i = 0; i < ARRAY_SIZE(gcma_area_taken_names); i++)
 		if (!strcmp(name, gcma_area_taken_names[i]))
 			return "name already used by a kernel heap";
-	if (gcma_area_lookup(name))
-		return "name already used by another area";
 	return NULL;
 }
 
-/* Checks common to both sources: NULL if the range is fine, else why not. */
+/* The range alone: NULL if it may be an area, else why not. */
 static const char *gcma_area_check_range(phys_addr_t base, phys_addr_t size)
 {
-	struct gcma_area *other;
-
 	if (!size)
 		return "zero size";
 	if (!PAGE_ALIGNED(base) || !PAGE_ALIGNED(size))
@@ -724,10 +735,55 @@ static const char *gcma_area_check_range(phys_addr_t base, phys_addr_t size)
 	if (region_intersects(base, size, IORESOURCE_SYSTEM_RAM,
 			      IORES_DESC_NONE) != REGION_INTERSECTS)
 		return "not all of it is mapped System RAM";
+	return NULL;
+}
+
+/* A name and range an area has, or that a node taken before claims. */
+struct gcma_area_claim {
+	const char *name;
+	phys_addr_t base;
+	phys_addr_t size;
+};
+
+static bool gcma_area_overlap(phys_addr_t base, phys_addr_t size,
+			      phys_addr_t other_base, phys_addr_t other_size)
+{
+	return base < other_base + other_size && other_base < base + size;
+}
+
+/*
+ * Whether @name and its range may be an area, beside the areas there are
+ * and the @nr @claims of nodes taken before: NULL, or why not. The range's
+ * own faults come first, then overlaps, then the name's. List lock held.
+ */
+static const char *gcma_area_check(const char *name, phys_addr_t base,
+				   phys_addr_t size,
+				   const struct gcma_area_claim *claims,
+				   unsigned int nr)
+{
+	struct gcma_area *other;
+	const char *reason;
+	unsigned int i;
+
+	lockdep_assert_held(&gcma_areas_lock);
+	reason = gcma_area_check_range(base, size);
+	if (reason)
+		return reason;
 	list_for_each_entry(other, &gcma_areas, node)
-		if (base < other->base + ((phys_addr_t)other->count << PAGE_SHIFT) &&
-		    other->base < base + size)
+		if (gcma_area_overlap(base, size, other->base,
+				      (phys_addr_t)other->count << PAGE_SHIFT))
 			return "overlaps another area";
+	for (i = 0; i < nr; i++)
+		if (gcma_area_overlap(base, size, claims[i].base, claims[i].size))
+			return "overlaps another area";
+	reason = gcma_area_check_name(name);
+	if (reason)
+		return reason;
+	if (gcma_area_lookup(name))
+		return "name already used by another area";
+	for (i = 0; i < nr; i++)
+		if (!strcmp(name, claims[i].name))
+			return "name already used by another area";
 	return NULL;
 }
 
@@ -738,32 +794,34 @@ static void gcma_area_free_bitmaps(struct gcma_area *area)
 	bitmap_free(area->bitmap);
 }
 
-static int gcma_area_add(const char *what, const char *name, phys_addr_t base,
-			 phys_addr_t size)
+/*
+ * Check, register with GCMA and list an area; @np is its node, if any.
+ * Says why in one line if it rejects it. List lock held.
+ * Return: the area, or NULL.
+ */
+static struct gcma_area *gcma_area_add(const char *what, const char *name,
+				       phys_addr_t base, phys_addr_t size,
+				       struct device_node *np)
 {
 	const char *reason;
 	struct gcma_area *area;
 	int err;
 
-	reason = gcma_area_check_range(base, size);
-	if (!reason)
-		reason = gcma_area_check_name(name);
+	reason = gcma_area_check(name, base, size, NULL, 0);
 	if (reason) {
 		pr_err("%s: rejected: %s\n", what, reason);
-		return -EINVAL;
+		return NULL;
 	}
 
 	area = kzalloc(sizeof(*area), GFP_KERNEL);
 	if (!area)
-		return -ENOMEM;
+		goto no_memory;
 	area->count = size >> PAGE_SHIFT;
 	area->bitmap = bitmap_zalloc(area->count, GFP_KERNEL);
 	area->freeing = bitmap_zalloc(area->count, GFP_KERNEL);
 	area->retry = bitmap_zalloc(area->count, GFP_KERNEL);
-	if (!area->bitmap || !area->freeing || !area->retry) {
-		err = -ENOMEM;
-		goto free_bitmaps;
-	}
+	if (!area->bitmap || !area->freeing || !area->retry)
+		goto free_bitmaps_no_memory;
 	strscpy(area->name, name, sizeof(area->name));
 	area->base = base;
 	area->start_pfn = PHYS_PFN(base);
@@ -784,17 +842,25 @@ static int gcma_area_add(const char *what, const char *name, phys_addr_t base,
 		if (err)
 			pr_warn("%s: donation stays on (%d)\n", what, err);
 	}
+	area->np = of_node_get(np);
 	list_add_tail(&area->node, &gcma_areas);
 	gcma_area_sysfs_add(area);
 	pr_info("%s: area %s, %pa + %lu KiB%s\n", what, name, &base,
 		(unsigned long)(size >> 10),
 		area->carveout ? ", carve-out (no donation)" : "");
-	return 0;
+	return area;
+
+free_bitmaps_no_memory:
+	gcma_area_free_bitmaps(area);
+	kfree(area);
+no_memory:
+	pr_err("%s: rejected: out of memory\n", what);
+	return NULL;
 
 free_bitmaps:
 	gcma_area_free_bitmaps(area);
 	kfree(area);
-	return err;
+	return NULL;
 }
 
 /*
@@ -818,7 +884,7 @@ static struct device_node *gcma_area_region_user(struct device_node *region)
 	return NULL;
 }
 
-/* Room for a reason that names another node; nodes are taken one by one. */
+/* Room for a reason that names another node; the list lock guards it. */
 static char gcma_area_reason[128];
 
 /*
@@ -867,15 +933,21 @@ static const char *gcma_area_check_region(struct device_node *region,
 	return NULL;
 }
 
-/* One "gcma,area" node. Return: why it is bad, or NULL once handed on. */
-static const char *gcma_area_from_node(struct device_node *np)
+/*
+ * What a "gcma,area" node asks for, without taking anything: why it is bad,
+ * or NULL with its label and reserved region. A node whose region is a CMA
+ * pool with "guarantee" is upstream CMA's, backed by GCMA already: NULL
+ * with *@rmem NULL.
+ */
+static const char *gcma_area_node_check(struct device_node *np,
+					const char **label,
+					struct reserved_mem **rmem)
 {
-	struct reserved_mem *rmem = NULL;
 	struct device_node *region;
-	const char *label, *reason;
-	char what[96];
+	const char *reason;
 	int err, len;
 
+	*rmem = NULL;
 	if (!of_find_property(np, "memory-region", &len))
 		return "no memory-region";
 	/* A string or a list would otherwise be read as its first phandle. */
@@ -886,68 +958,99 @@ static const char *gcma_area_from_node(struct device_node *np)
 		return "memory-region does not point to a node";
 	/* One string: not numbers, not a list (read as its first string). */
 	err = of_property_count_strings(np, "label");
-	if (err == -EINVAL) {
+	if (err == -EINVAL)
 		reason = "no label";
-	} else if (err != 1 || of_property_read_string(np, "label", &label)) {
+	else if (err != 1 || of_property_read_string(np, "label", label))
 		reason = "label is not one string";
-	} else if (of_property_read_bool(region, "reusable") &&
-		   of_property_read_bool(region, "guarantee")) {
-		/* Upstream's CMA backs such a region with GCMA itself. */
-		pr_info("%pOF: left to CMA: %pOF has guarantee\n", np, region);
+	else if (of_property_read_bool(region, "reusable") &&
+		 of_property_read_bool(region, "guarantee"))
 		reason = NULL;
-	} else {
-		reason = gcma_area_check_region(region, &rmem);
-	}
-	if (rmem && !reason) {
-		snprintf(what, sizeof(what), "%pOF", np);
-		/* It prints its own line if it rejects the area. */
-		if (!gcma_area_add(what, label, rmem->base, rmem->size))
-			gcma_area_lookup(label)->np = of_node_get(np);
-	}
+	else
+		reason = gcma_area_check_region(region, rmem);
 	of_node_put(region);
 	return reason;
 }
 
+/* A gcma,area node and its full path, by which nodes are ordered. */
+struct gcma_area_node {
+	struct device_node *np;
+	char *path;
+};
+
 static int gcma_area_node_cmp(const void *a, const void *b)
 {
-	const struct device_node *x = *(const struct device_node **)a;
-	const struct device_node *y = *(const struct device_node **)b;
-
-	return strcmp(x->full_name, y->full_name);
+	return strcmp(((const struct gcma_area_node *)a)->path,
+		      ((const struct gcma_area_node *)b)->path);
 }
 
 /*
- * Nodes are taken in the order of their names, so that which of two
- * conflicting nodes (same label, overlapping regions) is rejected does not
- * depend on how the device tree was assembled: the later name is.
+ * Whether @np becomes an area, whatever order nodes are probed in: the
+ * available gcma,area nodes are taken in the order of their full paths,
+ * each accepted unless it is bad or conflicts (same label, overlapping
+ * regions) with one accepted before it; of two conflicting nodes the later
+ * path loses. List lock held (it also guards the reason buffer).
+ * Return: why @np is rejected, or NULL with its label and region (region
+ * NULL: the node is left to CMA).
  */
-static void gcma_area_from_dt(void)
+static const char *gcma_area_dt_verdict(struct device_node *np,
+					const char **label,
+					struct reserved_mem **rmem)
 {
-	struct device_node *np, **nodes;
-	unsigned int nr = 0, i;
-	const char *reason;
+	struct gcma_area_claim *claims = NULL;
+	struct gcma_area_node *nodes = NULL;
+	unsigned int nr = 0, i, n = 0;
+	const char *reason = "no longer in the device tree";
+	struct device_node *other;
 
-	for_each_compatible_node(np, NULL, "gcma,area")
+	lockdep_assert_held(&gcma_areas_lock);
+	for_each_compatible_node(other, NULL, "gcma,area")
 		nr++;
 	nodes = kcalloc(nr, sizeof(*nodes), GFP_KERNEL);
-	if (!nodes)
-		return;
+	claims = kcalloc(nr, sizeof(*claims), GFP_KERNEL);
+	if (!nodes || !claims) {
+		reason = "out of memory";
+		goto free;
+	}
 	i = 0;
-	for_each_compatible_node(np, NULL, "gcma,area")
-		if (i < nr)
-			nodes[i++] = of_node_get(np);
+	for_each_compatible_node(other, NULL, "gcma,area") {
+		if (i == nr || !of_device_is_available(other))
+			continue;
+		nodes[i].path = kasprintf(GFP_KERNEL, "%pOF", other);
+		if (!nodes[i].path) {
+			of_node_put(other);
+			reason = "out of memory";
+			goto free;
+		}
+		nodes[i++].np = of_node_get(other);
+	}
 	nr = i;
 	sort(nodes, nr, sizeof(*nodes), gcma_area_node_cmp, NULL);
 
 	for (i = 0; i < nr; i++) {
-		if (of_device_is_available(nodes[i])) {
-			reason = gcma_area_from_node(nodes[i]);
-			if (reason)
-				pr_err("%pOF: rejected: %s\n", nodes[i], reason);
+		const char *why, *name = NULL;
+		struct reserved_mem *r;
+
+		why = gcma_area_node_check(nodes[i].np, &name, &r);
+		if (!why && r)
+			why = gcma_area_check(name, r->base, r->size, claims, n);
+		if (nodes[i].np == np) {
+			reason = why;
+			*label = name;
+			*rmem = r;
+			break;
 		}
-		of_node_put(nodes[i]);
+		if (!why && r)
+			claims[n++] = (struct gcma_area_claim){ name, r->base,
+								r->size };
 	}
+free:
+	for (i = 0; nodes && i < nr; i++) {
+		of_node_put(nodes[i].np);
+		kfree(nodes[i].path);
+	}
+	kfree(claims);
 	kfree(nodes);
+	return reason;
 }
 
 /*
@@ -1002,7 +1105,9 @@ static void gcma_area_from_reserve_mem(void)
 			       what, owner->name);
 			continue;
 		}
-		gcma_area_add(what, name, base, size);
+		mutex_lock(&gcma_areas_lock);
+		gcma_area_add(what, name, base, size, NULL);
+		mutex_unlock(&gcma_areas_lock);
 	}
 	kfree(list);
 }
@@ -1041,28 +1146,40 @@ static void gcma_area_release_all(void)
 
 /*
  * The platform driver of gcma,area nodes: its modalias autoloads this
- * module (ueventd, modprobe from modules.alias), and it binds each area's
- * device, which then links to the area's statistics. The areas themselves
- * are made at load, all nodes at once in the order of their names, so that
- * which of two conflicting nodes loses does not depend on probe order; a
- * node that was rejected (with its reason in the log) stays unbound.
+ * module (ueventd, modprobe from modules.alias). Each node's area is made
+ * when its device is probed, as any driver's resources are: no node, no
+ * area, and the module loads all the same. A node that is rejected says why
+ * in one line and stays unbound (-ENODEV is not logged again).
  */
 static int gcma_area_probe(struct platform_device *pdev)
 {
-	struct gcma_area *area;
+	struct device_node *region, *np = pdev->dev.of_node;
+	struct gcma_area *area = NULL;
+	struct reserved_mem *rmem;
+	const char *label, *reason;
+	char what[96];
 
-	list_for_each_entry(area, &gcma_areas, node) {
-		if (area->np && area->np == pdev->dev.of_node) {
-			area->dev = &pdev->dev;
-			platform_set_drvdata(pdev, area);
-			if (area->kobj &&
-			    sysfs_create_link(&pdev->dev.kobj, area->kobj,
-					      "gcma_area"))
-				dev_warn(&pdev->dev, "no link to its statistics\n");
-			return 0;
-		}
+	mutex_lock(&gcma_areas_lock);
+	reason = gcma_area_dt_verdict(np, &label, &rmem);
+	if (reason) {
+		pr_err("%pOF: rejected: %s\n", np, reason);
+	} else if (!rmem) {
+		region = of_parse_phandle(np, "memory-region", 0);
+		pr_info("%pOF: left to CMA: %pOF has guarantee\n", np, region);
+		of_node_put(region);
+	} else {
+		snprintf(what, sizeof(what), "%pOF", np);
+		area = gcma_area_add(what, label, rmem->base, rmem->size, np);
 	}
-	return -ENODEV;
+	if (area) {
+		area->dev = &pdev->dev;
+		platform_set_drvdata(pdev, area);
+		if (area->kobj &&
+		    sysfs_create_link(&pdev->dev.kobj, area->kobj, "gcma_area"))
+			dev_warn(&pdev->dev, "no link to its statistics\n");
+	}
+	mutex_unlock(&gcma_areas_lock);
+	return area ? 0 : -ENODEV;
 }
 
 static const struct of_device_id gcma_area_of_match[] = {
@@ -1091,6 +1208,7 @@ static struct platform_driver gcma_area_driver = {
 static int __init gcma_area_init(void)
 {
 	bool dt = !strcmp(source, "dt");
+	bool none;
 	int err;
 
 	if (!dt && strcmp(source, "reserve_mem")) {
@@ -1098,23 +1216,23 @@ static int __init gcma_area_init(void)
 		       source);
 		return 0;
 	}
+	/* Statistics are best effort: areas work without them. */
 	gcma_area_kobj = kobject_create_and_add("gcma_area", kernel_kobj);
-	if (dt)
-		gcma_area_from_dt();
-	else
+	if (dt) {
+		/* Probes the nodes there are now, and later ones as they come. */
+		err = platform_driver_register(&gcma_area_driver);
+		if (err)
+			pr_err("no platform driver (%d)\n", err);
+		gcma_area_driver_registered = !err;
+	} else {
 		gcma_area_from_reserve_mem();
-	if (list_empty(&gcma_areas)) {
+	}
+	mutex_lock(&gcma_areas_lock);
+	none = list_empty(&gcma_areas);
+	mutex_unlock(&gcma_areas_lock);
+	if (none)
 		pr_warn("no usable area (source=%s): nothing lent, no heap\n",
 			source);
-		kobject_put(gcma_area_kobj);
-		gcma_area_kobj = NULL;
-		return 0;
-	}
-	/* Areas work without their devices: a failure only loses the links. */
-	err = platform_driver_register(&gcma_area_driver);
-	if (err)
-		pr_warn("no platform driver (%d)\n", err);
-	gcma_area_driver_registered = !err;
 	return 0;
 }
 module_init(gcma_area_init);
@@ -1129,13 +1247,14 @@ static void __exit gcma_area_exit(void)
 {
 	struct gcma_area *area;
 
+	/* No probe adds an area from here on. */
+	if (gcma_area_driver_registered)
+		platform_driver_unregister(&gcma_area_driver);
 	list_for_each_entry(area, &gcma_areas, node) {
 		if (area->dev && area->kobj)
 			sysfs_remove_link(&area->dev->kobj, "gcma_area");
 		area->dev = NULL;
 	}
-	if (gcma_area_driver_registered)
-		platform_driver_unregister(&gcma_area_driver);
 	gcma_area_release_all();
 	kobject_put(gcma_area_kobj);
 }

@@ -19,6 +19,9 @@ RACES = (
     ("subpage", "/data1k", 400),
     ("trunc", "/data", 10_000),
     ("dio", "/data", 10_000),
+    # 4 KiB blocks: a hole punched inside one is zeroed through a folio
+    # that no read made, and which no copy may fill later.
+    ("punch", "/data", 10_000),
 )
 
 

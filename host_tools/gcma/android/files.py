@@ -84,7 +84,7 @@ def device_programs(src: Path | None = None) -> list[str]:
 #: cc_hwpoison is left out: it poisons memory, which no unattended run should.
 TEST_CASES: dict[str, dict[str, str]] = {
     "cc_race": {"subpage": "subpage {dir} 2000", "trunc": "trunc {dir} 2000",
-                "dio": "dio {dir} 2000"},
+                "dio": "dio {dir} 2000", "punch": "punch {dir} 2000"},
     "cc_mutate": {"mutations": "{dir}/mutations 2"},
 }
 DEVICE_TEST_DIR = "/data/local/tmp/gcma"

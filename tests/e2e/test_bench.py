@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from gcma import cli
+from gcma import cli, paths
 from gcma.checks import matrix
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -63,3 +65,34 @@ def test_bench_runs_the_matrix_and_writes_its_report(built: None, variant: str,
     md = (out_dir / "report.md").read_text()
     assert "## Ratios and goals" in md and "latency-cdf.png" in md
     assert "## What occupied CMA" in md and report["reproducer"] in md
+
+
+# Each documented action, end to end and short, on the default kernel; the
+# options given before the action must hold (they once were dropped).
+ACTIONS = [
+    (["--count", "3", "--size", "4M", "heaps"], "bench-heaps",
+     lambda r: r["size"] == "4M" and r["count"] == 3
+     and all(row["idle"]["ok"] == 3 for name, row in r["heaps"].items() if name == "camera")),
+    (["--count", "10", "free-stall"], "bench-free-stall",
+     lambda r: r["count"] == 10 and r["idle_p99_us"] > 0 and r["freeing_p99_us"] > 0),
+    (["cost", "--rounds", "1", "--alloc-size", "16M", "--allocs", "3"], "bench-cost",
+     lambda r: r["alloc"]["count"] == 3 and r["read"]["no_pool_s"][0] > 0
+     and r["read"]["pools_s"][0] > 0),
+    (["stream", "--size-mib", "64", "--passes", "1"], "bench-stream",
+     lambda r: r["size_mib"] == 64 and r["no_pool_s"][0] > 0
+     and r["admit_all_counters"]["stored"] >= 0),
+]
+
+
+@pytest.mark.parametrize(("argv", "report", "holds"), ACTIONS,
+                         ids=[a[1] for a in ACTIONS])
+def test_bench_action_runs_end_to_end(built: None, argv: list[str], report: str,
+                                      holds: Callable[[dict[str, Any]], bool],
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = paths.out_dir() / "report" / f"{report}-default.json"
+    out.unlink(missing_ok=True)
+    name = f"pytest-{os.getpid()}-{report}"
+    assert cli.main(["bench", "--target", name, *argv]) == 0
+    assert f"report: {out}" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert holds(data), data

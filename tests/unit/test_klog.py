@@ -20,6 +20,8 @@ SPECIFIC = {
     "[    5.2] BUG: KFENCE: use-after-free read in gcma_free_range+0x10/0x20": "sanitizer",
     "[    9.8] WARNING: suspicious RCU usage": "lockdep",
     "[    6.1] BUG: Bad page map in process cc_race  pte:0 pmd:0": "bad-page",
+    # Lockdep switching itself off is a finding: nothing after it is checked.
+    "[    1.5] turning off the locking correctness validator.": "lockdep",
 }
 
 GOOD = """\

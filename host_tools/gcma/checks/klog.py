@@ -14,7 +14,8 @@ PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("bad-page", r"BUG: Bad page (state|map)"),
         ("sanitizer", r"\b(UBSAN|KASAN|KFENCE|KMSAN):"),
         ("lockdep", r"possible (circular|recursive) locking|inconsistent lock state"
-                    r"|suspicious RCU usage|lock held when returning"),
+                    r"|suspicious RCU usage|lock held when returning"
+                    r"|turning off the locking correctness validator"),
         ("list-corruption", r"list_(add|del) corruption"),
         ("oops", r"\bOops\b|Internal error: Oops"),
         ("paging", r"Unable to handle kernel (paging request|NULL pointer)"),

@@ -335,12 +335,19 @@ def bench_dir(variant: str) -> Path:
     return paths.out_dir() / "report" / f"bench-{variant}"
 
 
+#: What `gcma bench --full` runs: boots, and allocations per cell.
+FULL_BOOTS = 3
+FULL_COUNT = 100
+
+
 def cmd_bench_matrix(args: argparse.Namespace) -> int:
+    if args.full:
+        args.boots, args.count = FULL_BOOTS, FULL_COUNT
     out_dir = bench_dir(args.variant)
     reproducer = shlex.join(["gcma", "bench", "--target", args.name, "--variant", args.variant,
                              "--size", args.size, "--count", str(args.count),
                              "--settle", f"{args.settle:g}", "--churn-rounds",
-                             str(args.churn_rounds)]
+                             str(args.churn_rounds), "--boots", str(args.boots)]
                             + (["--no-churn"] if args.no_churn else []))
 
     def work(t: Transport) -> dict[str, Any]:
@@ -354,11 +361,28 @@ def cmd_bench_matrix(args: argparse.Namespace) -> int:
                                              progress=runner.info)
         return report
 
-    # A failed run still leaves its report.json; a good one gets the rest.
-    report, _ = _on_target(args, work, "bench", out=out_dir / "report.json")
+    if args.boots == 1:
+        # A failed run still leaves its report.json; a good one gets the rest.
+        report, _ = _on_target(args, work, "bench", out=out_dir / "report.json")
+    else:
+        # Each boot its own target and report; the ratios are their medians.
+        boots = []
+        for i in range(1, args.boots + 1):
+            runner.info(f"bench: boot {i} of {args.boots}")
+            one, _ = _on_target(argparse.Namespace(**{**vars(args),
+                                                      "name": f"{args.name}-{i}"}),
+                                work, "bench", out=out_dir / f"report-boot{i}.json")
+            matrix.check(one["matrix"])
+            boots.append(one)
+        report = dict(boots[0])
+        report["boot_ratios"] = [b["ratios"] for b in boots]
+        report["ratios"], report["spread"] = matrix.across_boots(report["boot_ratios"])
     md = bench_report.write(report, out_dir)
     print(bench_report.ratio_table(report))
     print(f"report: {md}")
+    if args.boots == 1 and args.count < matrix.P99_MIN_COUNT:
+        print("for p99s and their spread across boots: gcma bench --full "
+              f"({FULL_BOOTS} boots of {FULL_COUNT} allocations per cell)")
     matrix.check(report["matrix"])
     return 0
 
@@ -794,6 +818,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="timed read rounds of the churn, per setting (default 3)")
     bp.add_argument("--no-churn", action="store_true",
                     help="skip the cleancache utility (churn) measurement")
+    bp.add_argument("--boots", type=_positive_int, default=1,
+                    help="run the matrix in this many boots; ratios are their medians, "
+                         "with the range (default 1)")
+    bp.add_argument("--full", action="store_true",
+                    help="the full run: 3 boots of 100 allocations per cell (sets "
+                         "--boots and --count)")
     bp.set_defaults(func=cmd_bench_matrix)
     _late_defaults(bp, *BENCH_SHARED)
     be = bp.add_subparsers(dest="action", required=False, parser_class=_Parser)

@@ -237,3 +237,21 @@ def test_columns_take_turns_a_block_at_a_time_in_a_recorded_order() -> None:
                               settle_s=0, conditions=(matrix.Condition("idle", ()),),
                               columns=cols)
     assert again["order"] == m["order"]
+
+
+def test_ratios_of_several_boots_are_medians_with_their_range() -> None:
+    boots = [matrix.ratios(_matrix()), matrix.ratios(_matrix()), matrix.ratios(_matrix(1))]
+    boots[1]["idle"]["gcma_over_carveout_p50"] = 1.5
+    boots[2]["idle"]["gcma_over_carveout_p50"] = 1.0
+    medians, spread = matrix.across_boots(boots)
+    assert medians["idle"]["gcma_over_carveout_p50"] == 1.1
+    assert spread["idle"]["gcma_over_carveout_p50"] == [1.0, 1.5]
+    # One boot where CMA failed: no number, and which side failed.
+    assert medians["writeback"]["cma_over_gcma_tail"] is None
+    assert medians["writeback"]["cma_over_gcma_tail_na"] == "cma 1/2"
+    assert medians["writeback"]["cma_success_pct"] == 50.0
+    report = {"matrix": _matrix(), "ratios": medians, "spread": spread,
+              "boot_ratios": boots}
+    rows = {row["ratio"]: row for row in bench_report.ratio_rows(report)}
+    assert rows["GCMA p50 / carve-out p50"]["idle"] == "1.1 [1-1.5] (met)"
+    assert "ratios are medians of 3 boots" in bench_report.ratio_table(report)

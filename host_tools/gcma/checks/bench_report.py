@@ -114,11 +114,14 @@ def ratio_rows(report: dict[str, Any]) -> list[dict[str, str]]:
                 row[cond] = f"n/a ({na})" if na else "-"
                 if na and goal.met:
                     verdicts.append(False)
-            elif goal.met is None:
-                row[cond] = str(value)
             else:
-                verdicts.append(goal.met(value))
-                row[cond] = f"{value} ({'met' if verdicts[-1] else 'not met'})"
+                spread = report.get("spread", {}).get(cond, {}).get(goal.key)
+                shown = str(value) + (f" [{spread[0]:g}-{spread[1]:g}]" if spread else "")
+                if goal.met is None:
+                    row[cond] = shown
+                else:
+                    verdicts.append(goal.met(value))
+                    row[cond] = f"{shown} ({'met' if verdicts[-1] else 'not met'})"
         row["verdict"] = _verdict(verdicts) if goal.met else "-"
         rows.append(row)
     ok = {c: report["ratios"][c].get("gcma_success_pct") for c in conds}
@@ -150,10 +153,13 @@ def _verdict(results: list[bool]) -> str:
 def ratio_table(report: dict[str, Any]) -> str:
     conds = list(report["ratios"])
     m = report["matrix"]
+    boots = len(report.get("boot_ratios") or [None])
     text = [f"{m['count']} allocations of {m['size']} per heap and condition"
             + ("" if m["count"] >= matrix.P99_MIN_COUNT else
                f" (fewer than {matrix.P99_MIN_COUNT}: the tail shown is the slowest, "
-               "not a p99)") + ":",
+               "not a p99)")
+            + (f"; ratios are medians of {boots} boots, [lowest-highest]" if boots > 1 else "")
+            + ":",
             table(ratio_rows(report), ["ratio", *conds, "goal", "verdict"])]
     u = report.get("utility")
     if u:
@@ -204,7 +210,11 @@ def markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         f"Cells: successes, p50/{tail(report)} latency in ms (the allocation ioctl only"
         + (f"; with fewer than {matrix.P99_MIN_COUNT} allocations the tail is the slowest "
            "one, never called a p99" if m["count"] < matrix.P99_MIN_COUNT else "")
-        + "). A ratio is given only where both sides succeeded every time. Each cell "
+        + "). A ratio is given only where both sides succeeded every time"
+        + (f"; ratios are the medians of {len(report['boot_ratios'])} boots, with "
+           "[lowest-highest] across them (latencies, plots and occupancy: the first boot)"
+           if len(report.get("boot_ratios") or []) > 1 else "")
+        + ". Each cell "
         "starts with one untimed allocation (an emulator translates code the first "
         "time it runs). Absolute times on the emulated target are TCG emulation; "
         "compare ratios.",

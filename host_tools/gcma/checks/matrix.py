@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import random
 import shlex
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -263,6 +264,35 @@ def ratios(matrix: dict[str, Any]) -> dict[str, dict[str, Any]]:
             r[f"{col}_success_pct"] = row[col]["summary"].get("success_pct")
         out[cond] = r
     return out
+
+
+def across_boots(per_boot: list[dict[str, dict[str, Any]]]) -> tuple[
+        dict[str, dict[str, Any]], dict[str, dict[str, list[float]]]]:
+    """Ratios of several boots (each as :func:`ratios` gives them) as one:
+    each ratio's median, or None (with ``<key>_na`` from the first boot that
+    had none) unless every boot has it; success rates are the lowest. Also
+    each ratio's [min, max] across the boots."""
+    medians: dict[str, dict[str, Any]] = {}
+    spread: dict[str, dict[str, list[float]]] = {}
+    for cond, first in per_boot[0].items():
+        r: dict[str, Any] = {"tail": first["tail"]}
+        spread[cond] = {}
+        for key in RATIOS:
+            values = [b[cond].get(key) for b in per_boot]
+            if any(v is None for v in values):
+                r[key] = None
+                na = next((b[cond][f"{key}_na"] for b in per_boot
+                           if f"{key}_na" in b[cond]), None)
+                if na:
+                    r[f"{key}_na"] = na
+                continue
+            r[key] = round(statistics.median(values), 2)
+            spread[cond][key] = [min(values), max(values)]
+        for key in first:
+            if key.endswith("_success_pct"):
+                r[key] = min(b[cond].get(key) or 0.0 for b in per_boot)
+        medians[cond] = r
+    return medians, spread
 
 
 def check(matrix: dict[str, Any]) -> None:

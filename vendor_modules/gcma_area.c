@@ -50,6 +50,7 @@
 #include "gcma_compat.h"
 
 #define GCMA_AREA_NAME_LEN	32
+#define GCMA_AREA_WHAT_LEN	96
 /* Largest alignment a caller may ask for: 2^20 pages. */
 #define GCMA_AREA_MAX_ALIGN_ORDER	20
 /* A failed free is retried after this long, doubling up to the maximum. */
@@ -83,6 +84,7 @@ struct gcma_area {
 	struct gcma_area_stats stats;
 	struct kobject *kobj;		/* /sys/kernel/gcma_area/<name> */
 	struct device_node *np;		/* its gcma,area node, if any */
+	char what[GCMA_AREA_WHAT_LEN];	/* the node's path, or reserve_mem:<name> */
 	struct device *dev;		/* the node's device, once bound */
 };
 
@@ -795,6 +797,27 @@ static void gcma_area_free_bitmaps(struct gcma_area *area)
 }
 
 /*
+ * Device-tree areas are listed in the order of their nodes' paths, whatever
+ * order the nodes were probed in, so that heaps are added in an order that
+ * does not change from boot to boot; reserve_mem= areas in the order named.
+ */
+static void gcma_area_list_add(struct gcma_area *area)
+{
+	struct gcma_area *next;
+
+	lockdep_assert_held(&gcma_areas_lock);
+	if (area->np) {
+		list_for_each_entry(next, &gcma_areas, node) {
+			if (next->np && strcmp(next->what, area->what) > 0) {
+				list_add_tail(&area->node, &next->node);
+				return;
+			}
+		}
+	}
+	list_add_tail(&area->node, &gcma_areas);
+}
+
+/*
  * Check, register with GCMA and list an area; @np is its node, if any.
  * Says why in one line if it rejects it. List lock held.
  * Return: the area, or NULL.
@@ -843,7 +866,8 @@ static struct gcma_area *gcma_area_add(const char *what, const char *name,
 			pr_warn("%s: donation stays on (%d)\n", what, err);
 	}
 	area->np = of_node_get(np);
-	list_add_tail(&area->node, &gcma_areas);
+	strscpy(area->what, what, sizeof(area->what));
+	gcma_area_list_add(area);
 	gcma_area_sysfs_add(area);
 	pr_info("%s: area %s, %pa + %lu KiB%s\n", what, name, &base,
 		(unsigned long)(size >> 10),
@@ -1157,7 +1181,7 @@ static int gcma_area_probe(struct platform_device *pdev)
 	struct gcma_area *area = NULL;
 	struct reserved_mem *rmem;
 	const char *label, *reason;
-	char what[96];
+	char what[GCMA_AREA_WHAT_LEN];
 
 	mutex_lock(&gcma_areas_lock);
 	reason = gcma_area_dt_verdict(np, &label, &rmem);

@@ -71,10 +71,11 @@ def test_bench_runs_the_matrix_and_writes_its_report(built: None, variant: str,
 # options given before the action must hold (they once were dropped).
 ACTIONS = [
     (["--count", "3", "--size", "4M", "heaps"], "bench-heaps",
-     lambda r: r["size"] == "4M" and r["count"] == 3
+     lambda r: r["size"] == "4M" and r["count"] == 3 and r["tail"] == "max"
      and all(row["idle"]["ok"] == 3 for name, row in r["heaps"].items() if name == "camera")),
     (["--count", "10", "free-stall"], "bench-free-stall",
-     lambda r: r["count"] == 10 and r["idle_p99_us"] > 0 and r["freeing_p99_us"] > 0),
+     lambda r: r["count"] == 10 and r["tail"] == "max" and r["idle_tail_us"] > 0
+     and r["freeing_tail_us"] > 0),
     (["cost", "--rounds", "1", "--alloc-size", "16M", "--allocs", "3"], "bench-cost",
      lambda r: r["alloc"]["count"] == 3 and r["read"]["no_pool_s"][0] > 0
      and r["read"]["pools_s"][0] > 0),

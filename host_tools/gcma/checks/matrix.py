@@ -218,14 +218,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
-#: Fewest allocations per cell for which a p99 is claimed; below it the
-#: tail statistic is the slowest allocation ("max").
-P99_MIN_COUNT = 100
-
-
-def tail_key(count: int) -> str:
-    """The tail statistic a cell of ``count`` allocations supports."""
-    return "p99" if count >= P99_MIN_COUNT else "max"
+#: Fewest allocations per cell for which a p99 is claimed (see bench).
+P99_MIN_COUNT = bench.P99_MIN_COUNT
+tail_key = bench.tail_key
 
 
 #: The ratios of each condition: key -> (numerator column, denominator

@@ -386,7 +386,7 @@ def cmd_bench_matrix(args: argparse.Namespace) -> int:
     md = bench_report.write(report, out_dir)
     print(bench_report.ratio_table(report))
     print(f"report: {md}")
-    if args.boots == 1 and args.count < matrix.P99_MIN_COUNT:
+    if args.boots == 1 and args.count < bench.P99_MIN_COUNT:
         print("for p99s and their spread across boots: gcma bench --full "
               f"({FULL_BOOTS} boots of {FULL_COUNT} allocations per cell)")
     matrix.check(report["matrix"])

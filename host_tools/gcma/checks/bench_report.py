@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcma.checks import cma_view, matrix
+from gcma.checks import bench, cma_view
 from gcma.report import table
 
 
@@ -55,7 +55,7 @@ def _fmt(value: object) -> str:
 
 def tail(report: dict[str, Any]) -> str:
     """"p99" or "max": what the report's cells can claim."""
-    return matrix.tail_key(report["matrix"]["count"])
+    return bench.tail_key(report["matrix"]["count"])
 
 
 def cell_rows(report: dict[str, Any]) -> list[dict[str, str]]:
@@ -155,8 +155,8 @@ def ratio_table(report: dict[str, Any]) -> str:
     m = report["matrix"]
     boots = len(report.get("boot_ratios") or [None])
     text = [f"{m['count']} allocations of {m['size']} per heap and condition"
-            + ("" if m["count"] >= matrix.P99_MIN_COUNT else
-               f" (fewer than {matrix.P99_MIN_COUNT}: the tail shown is the slowest, "
+            + ("" if m["count"] >= bench.P99_MIN_COUNT else
+               f" (fewer than {bench.P99_MIN_COUNT}: the tail shown is the slowest, "
                "not a p99)")
             + (f"; ratios are medians of {boots} boots, [lowest-highest]" if boots > 1 else "")
             + ":",
@@ -208,8 +208,8 @@ def markdown(report: dict[str, Any], plots: dict[str, str]) -> str:
         f"{m['count']} allocations of {m['size']} per cell, one at a time, in one boot "
         f"of target `{report['target']}` (kernel variant `{report['variant']}`). "
         f"Cells: successes, p50/{tail(report)} latency in ms (the allocation ioctl only"
-        + (f"; with fewer than {matrix.P99_MIN_COUNT} allocations the tail is the slowest "
-           "one, never called a p99" if m["count"] < matrix.P99_MIN_COUNT else "")
+        + (f"; with fewer than {bench.P99_MIN_COUNT} allocations the tail is the slowest "
+           "one, never called a p99" if m["count"] < bench.P99_MIN_COUNT else "")
         + "). A ratio is given only where both sides succeeded every time"
         + (f"; ratios are the medians of {len(report['boot_ratios'])} boots, with "
            "[lowest-highest] across them (latencies, plots and occupancy: the first boot)"

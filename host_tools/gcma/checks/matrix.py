@@ -192,8 +192,8 @@ def run_matrix(shell: Transport, size: str = "16M", count: int = 20, settle_s: f
                 row[col.name] = _merge(parts[col.name])
                 s = row[col.name]["summary"]
                 progress(f"bench: {cond.name}: {col.name}: {s['ok']}/{s['count']} ok, "
-                         f"p50 {s.get('p50_us', '-')} us, {tail_key(count)} "
-                         f"{s.get(tail_key(count) + '_us', '-')} us")
+                         f"p50 {s.get('p50_us', '-')} us, {bench.tail_key(count)} "
+                         f"{s.get(bench.tail_key(count) + '_us', '-')} us")
         finally:
             stopped = pressure.stop(shell, loads)
         cells[cond.name] = row
@@ -218,11 +218,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a is not None and b else None
 
 
-#: Fewest allocations per cell for which a p99 is claimed (see bench).
-P99_MIN_COUNT = bench.P99_MIN_COUNT
-tail_key = bench.tail_key
-
-
 #: The ratios of each condition: key -> (numerator column, denominator
 #: column, statistic: "p50" or "tail").
 RATIOS = {
@@ -239,7 +234,7 @@ def ratios(matrix: dict[str, Any]) -> dict[str, dict[str, Any]]:
     missing; where a side did not succeed every time, the ratio is None and
     ``<key>_na`` says which side and how often it succeeded. Also each
     column's success rate."""
-    tail = tail_key(matrix["count"])
+    tail = bench.tail_key(matrix["count"])
     out: dict[str, dict[str, Any]] = {}
     for cond, row in matrix["cells"].items():
         r: dict[str, Any] = {"tail": tail}
